@@ -1,0 +1,50 @@
+"""cartlib: the shared Redis cart layer of the storefront services.
+
+The only code that talks to Redis. Services build on `create_app()` and the stores it
+places on `app.state.stores`.
+"""
+
+from cartlib.auth import IssuedToken, Session, SessionTokens
+from cartlib.cache import Cache
+from cartlib.carts import CartStore, cart_json
+from cartlib.catalog import Catalog
+from cartlib.deps import CartDep, SessionDep, StoresDep, require_admin
+from cartlib.keys import Keys
+from cartlib.orders import (
+    CheckoutResponse,
+    OrderStore,
+    PaymentProcessor,
+    PaymentResult,
+    PaymentUnavailable,
+)
+from cartlib.redis import create_redis
+from cartlib.responses import JSONBytes
+from cartlib.settings import Settings, get_settings
+from cartlib.stores import Stores
+from cartlib.web import create_app
+
+__all__ = [
+    "Cache",
+    "CartDep",
+    "CartStore",
+    "Catalog",
+    "CheckoutResponse",
+    "IssuedToken",
+    "JSONBytes",
+    "Keys",
+    "OrderStore",
+    "PaymentProcessor",
+    "PaymentResult",
+    "PaymentUnavailable",
+    "Session",
+    "SessionDep",
+    "SessionTokens",
+    "Settings",
+    "Stores",
+    "StoresDep",
+    "cart_json",
+    "create_app",
+    "create_redis",
+    "get_settings",
+    "require_admin",
+]

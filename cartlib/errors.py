@@ -1,0 +1,115 @@
+"""Errors raised by cartlib. Each carries the HTTP status a service answers with.
+
+CartError
+├── BadRequest (400)
+│   └── EmptyCart
+├── Unauthorized (401)
+│   └── InvalidSession
+├── Forbidden (403)
+├── PaymentDeclined (402)
+├── NotFound (404)
+│   ├── ItemNotFound
+│   └── OrderNotFound
+├── Conflict (409)
+│   ├── InsufficientStock
+│   └── CheckoutInProgress
+├── PayloadTooLarge (413)
+├── LimitExceeded (422)
+│   ├── QuantityLimitExceeded
+│   └── TooManyLines
+├── StoreError (500)        Redis answered something cartlib did not expect
+└── StoreUnavailable (503)  Redis is down, slow, loading or read-only
+"""
+
+from __future__ import annotations
+
+
+class CartError(Exception):
+    status_code = 500
+    detail = "Internal server error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or type(self).detail
+        super().__init__(self.detail)
+
+
+class BadRequest(CartError):
+    status_code = 400
+    detail = "Bad request"
+
+
+class EmptyCart(BadRequest):
+    detail = "There are no items in your cart!"
+
+
+class Unauthorized(CartError):
+    status_code = 401
+    detail = "Not authenticated"
+
+
+class InvalidSession(Unauthorized):
+    detail = "Invalid or expired session token"
+
+
+class PaymentDeclined(CartError):
+    status_code = 402
+    detail = "Payment declined"
+
+
+class Forbidden(CartError):
+    status_code = 403
+    detail = "Forbidden"
+
+
+class NotFound(CartError):
+    status_code = 404
+    detail = "Not found"
+
+
+class ItemNotFound(NotFound):
+    detail = "Item not found"
+
+
+class OrderNotFound(NotFound):
+    detail = "Order not found"
+
+
+class Conflict(CartError):
+    status_code = 409
+    detail = "Conflict"
+
+
+class InsufficientStock(Conflict):
+    detail = "Not enough stock"
+
+
+class CheckoutInProgress(Conflict):
+    detail = "A checkout with this Idempotency-Key is still in progress"
+
+
+class PayloadTooLarge(CartError):
+    status_code = 413
+    detail = "Request body too large"
+
+
+class LimitExceeded(CartError):
+    status_code = 422
+    detail = "Limit exceeded"
+
+
+class QuantityLimitExceeded(LimitExceeded):
+    detail = "Quantity limit exceeded"
+
+
+class TooManyLines(LimitExceeded):
+    detail = "Too many different items in the cart"
+
+
+class StoreError(CartError):
+    detail = "Internal server error"
+
+
+class StoreUnavailable(CartError):
+    status_code = 503
+    detail = "The cart store is unavailable; try again shortly"
+    retry_after_seconds = 1

@@ -1,0 +1,295 @@
+"""`OrderStore`: checkout as two atomic steps around the payment, and the orders it makes.
+
+1. `begin_checkout.lua` reserves the stock of every line and turns the cart into a pending
+   order, or changes nothing (empty cart, not enough stock, a replayed Idempotency-Key).
+2. The payment processor is called; no Redis work is held open meanwhile.
+3. `complete_checkout.lua` marks the order paid and appends it to the orders stream, or
+   `cancel_checkout.lua` gives the stock back and puts the lines back into the cart.
+
+Each step is one round trip, so a checkout costs two. A pending order whose process died
+between steps is cancelled by `release_expired()` after `checkout_timeout_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+from redis.asyncio import Redis
+
+from cartlib import metrics
+from cartlib.errors import (
+    CartError,
+    CheckoutInProgress,
+    Conflict,
+    EmptyCart,
+    InsufficientStock,
+    OrderNotFound,
+    PaymentDeclined,
+    StoreError,
+    StoreUnavailable,
+)
+from cartlib.keys import Keys
+from cartlib.redis import call
+from cartlib.scripts import LuaScript
+
+THANKS = "Thanks for shopping with us!"
+_CANCELLED_ORDER_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    approved: bool
+    reason: str = ""
+
+
+class PaymentProcessor(Protocol):
+    """What checkout needs of a payment provider. `reference` is unique per order, so a
+    provider that deduplicates on it never charges an order twice."""
+
+    async def charge(self, *, amount_cents: int, token: str, reference: str) -> PaymentResult: ...
+
+
+class PaymentUnavailable(Exception):
+    """Raised by a processor that could not reach its provider; nothing was charged."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResponse:
+    """A finished checkout as the HTTP response to send (and to replay for its key)."""
+
+    status_code: int
+    body: bytes
+
+    def remembered(self) -> bytes:
+        return orjson.dumps({"status_code": self.status_code, "body": orjson.Fragment(self.body)})
+
+    @classmethod
+    def recall(cls, remembered: bytes) -> CheckoutResponse:
+        record = orjson.loads(remembered)
+        return cls(record["status_code"], orjson.dumps(record["body"]))
+
+
+def error_body(error: CartError) -> bytes:
+    return orjson.dumps({"detail": error.detail})
+
+
+class OrderStore:
+    """Runs checkouts and reads orders.
+
+    **Parameters:**
+
+    * **redis** - the client from `create_redis()`.
+    * **keys** - the key layout.
+    * **cart_ttl_seconds** - the TTL a cart gets back when a checkout is undone.
+    * **idempotency_ttl_seconds** - how long a response is replayed for its Idempotency-Key.
+    * **checkout_timeout_seconds** - how long a checkout may hold reserved stock.
+    * **stream_maxlen** - roughly how many paid orders the orders stream keeps.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        cart_ttl_seconds: int,
+        idempotency_ttl_seconds: int,
+        checkout_timeout_seconds: int,
+        stream_maxlen: int,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._cart_ttl_ms = cart_ttl_seconds * 1000
+        self._idempotency_ttl = idempotency_ttl_seconds
+        self._timeout_ms = checkout_timeout_seconds * 1000
+        self._stream_maxlen = stream_maxlen
+        self._begin = LuaScript(redis, "begin_checkout")
+        self._complete = LuaScript(redis, "complete_checkout")
+        self._cancel = LuaScript(redis, "cancel_checkout")
+
+    async def checkout(
+        self,
+        session_id: str,
+        *,
+        payment_token: str,
+        processor: PaymentProcessor,
+        idempotency_key: str | None = None,
+        request_id: str = "",
+    ) -> CheckoutResponse:
+        """Order everything in the session's cart, or explain why not.
+
+        Raises `EmptyCart` and `CheckoutInProgress` (nothing is remembered for those);
+        returns the 200, 402 and 409 responses, which are replayed for a repeated key.
+        """
+        order_id = uuid.uuid4().hex
+        idempotency = (
+            [self._keys.idempotency(session_id, idempotency_key)] if idempotency_key else []
+        )
+        keys = self._keys
+        status, *reply = await self._begin(
+            [
+                keys.cart(session_id),
+                keys.stock,
+                keys.catalog,
+                keys.order(order_id),
+                keys.pending_checkouts,
+                *idempotency,
+            ],
+            [order_id, session_id, _now_ms(), self._timeout_ms],
+        )
+        if status == b"replay":
+            if reply[0] == b"pending":
+                raise CheckoutInProgress()
+            return CheckoutResponse.recall(reply[0])
+        if status == b"empty":
+            metrics.CHECKOUTS.labels("empty").inc()
+            raise EmptyCart()
+        if status == b"insufficient_stock":
+            metrics.CHECKOUTS.labels("insufficient_stock").inc()
+            response = _insufficient_stock(reply[0])
+            if idempotency:
+                await call(
+                    "SET",
+                    self._redis.set(
+                        idempotency[0], response.remembered(), ex=self._idempotency_ttl
+                    ),
+                )
+            return response
+        if status != b"reserved":
+            raise StoreError(f"unexpected reply from begin_checkout: {status!r}")
+
+        lines, total_cents = reply[0], int(reply[1])
+        try:
+            payment = await processor.charge(
+                amount_cents=total_cents, token=payment_token, reference=order_id
+            )
+        except PaymentUnavailable as exc:
+            metrics.CHECKOUTS.labels("error").inc()
+            await self._undo(session_id, order_id, "error", idempotency, remember=None)
+            raise StoreUnavailable("The payment service is unavailable; try again shortly") from exc
+        if not payment.approved:
+            metrics.CHECKOUTS.labels("declined").inc()
+            declined = PaymentDeclined(
+                f"Payment declined: {payment.reason}" if payment.reason else None
+            )
+            response = CheckoutResponse(declined.status_code, error_body(declined))
+            await self._undo(session_id, order_id, "declined", idempotency, remember=response)
+            return response
+
+        response = CheckoutResponse(
+            200,
+            orjson.dumps(
+                {
+                    "message": THANKS,
+                    "order": _order(order_id, lines, total_cents, "paid"),
+                }
+            ),
+        )
+        outcome = await self._complete(
+            [keys.order(order_id), keys.pending_checkouts, keys.orders_stream, *idempotency],
+            [
+                order_id,
+                _now_ms(),
+                response.remembered(),
+                self._idempotency_ttl,
+                self._stream_maxlen,
+                request_id,
+            ],
+        )
+        if outcome != b"paid":
+            metrics.CHECKOUTS.labels("error").inc()
+            raise Conflict("The checkout took too long and was cancelled; nothing was ordered")
+        metrics.CHECKOUTS.labels("paid").inc()
+        metrics.ORDER_VALUE.observe(total_cents)
+        return response
+
+    async def get_json(self, session_id: str, order_id: str) -> bytes:
+        """An order of this session; `OrderNotFound` for any other session's order."""
+        fields: dict[bytes, bytes] = await call(
+            "HGETALL", self._redis.hgetall(self._keys.order(order_id))
+        )
+        if fields.get(b"session_id") != session_id.encode():
+            raise OrderNotFound()
+        return orjson.dumps(
+            _order(
+                order_id, fields[b"items"], int(fields[b"total_cents"]), fields[b"status"].decode()
+            )
+        )
+
+    async def release_expired(self, now_ms: int | None = None) -> int:
+        """Cancel checkouts that have held stock past the timeout; returns how many."""
+        deadline = (now_ms if now_ms is not None else _now_ms()) - self._timeout_ms
+        stale: list[bytes] = await call(
+            "ZRANGEBYSCORE",
+            self._redis.zrangebyscore(
+                self._keys.pending_checkouts, "-inf", deadline, start=0, num=100
+            ),
+        )
+        released = 0
+        for raw_id in stale:
+            order_id = raw_id.decode()
+            session_id: bytes | None = await call(
+                "HGET", self._redis.hget(self._keys.order(order_id), "session_id")
+            )
+            if session_id is None:  # the order is gone: only the index entry is left
+                await call("ZREM", self._redis.zrem(self._keys.pending_checkouts, order_id))
+                continue
+            released += await self._undo(
+                session_id.decode(), order_id, "expired", [], remember=None
+            )
+        return released
+
+    async def _undo(
+        self,
+        session_id: str,
+        order_id: str,
+        status: str,
+        idempotency: list[str],
+        *,
+        remember: CheckoutResponse | None,
+    ) -> int:
+        keys = self._keys
+        outcome = await self._cancel(
+            [
+                keys.order(order_id),
+                keys.pending_checkouts,
+                keys.stock,
+                keys.cart(session_id),
+                *idempotency,
+            ],
+            [
+                order_id,
+                status,
+                self._cart_ttl_ms,
+                remember.remembered() if remember else "",
+                self._idempotency_ttl,
+                _CANCELLED_ORDER_TTL_SECONDS,
+            ],
+        )
+        return 1 if outcome == b"cancelled" else 0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _order(order_id: str, lines: bytes, total_cents: int, status: str) -> dict[str, object]:
+    return {
+        "id": order_id,
+        "items": orjson.Fragment(lines),
+        "total_cents": total_cents,
+        "status": status,
+    }
+
+
+def _insufficient_stock(shortages_json: bytes) -> CheckoutResponse:
+    shortages = orjson.loads(shortages_json)
+    described = ", ".join(
+        f"{line['id']} (requested {line['requested']}, available {line['available']})"
+        for line in shortages
+    )
+    error = InsufficientStock(f"Not enough stock for: {described}")
+    return CheckoutResponse(error.status_code, error_body(error))

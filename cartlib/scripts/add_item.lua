@@ -1,0 +1,26 @@
+-- Adds units of an item to a cart line, atomically checking the item, its stock, the line
+-- cap and the number of lines; renews the cart's TTL.
+-- KEYS[1] cart hash, KEYS[2] stock hash
+-- ARGV[1] item id, ARGV[2] units to add, ARGV[3] cap on a line's quantity,
+-- ARGV[4] cap on the number of lines, ARGV[5] cart TTL in milliseconds
+-- Returns {'ok', lines JSON} or {error, detail} with error one of
+-- 'unknown_item', 'quantity_cap' (detail: quantity already in the cart),
+-- 'out_of_stock' (detail: units in stock), 'too_many_lines'.
+local stock = redis.call('HGET', KEYS[2], ARGV[1])
+if not stock then
+  return {'unknown_item', ''}
+end
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local wanted = current + tonumber(ARGV[2])
+if wanted > tonumber(ARGV[3]) then
+  return {'quantity_cap', tostring(current)}
+end
+if wanted > tonumber(stock) then
+  return {'out_of_stock', stock}
+end
+if current == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {'too_many_lines', ''}
+end
+redis.call('HSET', KEYS[1], ARGV[1], wanted)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {'ok', cart_lines_json(KEYS[1])}

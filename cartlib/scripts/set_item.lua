@@ -1,0 +1,26 @@
+-- Sets a cart line's quantity (0 removes the line); renews the cart's TTL.
+-- Removing needs no catalog entry, so a line for a withdrawn item can still be removed.
+-- KEYS[1] cart hash, KEYS[2] stock hash
+-- ARGV[1] item id, ARGV[2] quantity (0 .. line cap, checked by the caller),
+-- ARGV[3] cap on the number of lines, ARGV[4] cart TTL in milliseconds
+-- Returns {'ok', lines JSON} or {error, detail} as add_item does.
+local quantity = tonumber(ARGV[2])
+if quantity == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  local stock = redis.call('HGET', KEYS[2], ARGV[1])
+  if not stock then
+    return {'unknown_item', ''}
+  end
+  if quantity > tonumber(stock) then
+    return {'out_of_stock', stock}
+  end
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+      and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+    return {'too_many_lines', ''}
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], quantity)
+end
+-- PEXPIRE on a missing key (the last line was just removed) is a no-op.
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'ok', cart_lines_json(KEYS[1])}

@@ -1,0 +1,31 @@
+"""`run()`: how a service process starts (`python -m inventory`)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from cartlib.logs import logging_config
+from cartlib.settings import get_settings
+
+
+def run(app_factory: str, *, default_port: int) -> None:
+    """Serve `app_factory` ("package.module:function") with uvicorn, uvloop and httptools.
+
+    On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish, for up
+    to `timeout_graceful_shutdown` seconds, which fits Kubernetes' default 30 s grace period.
+    """
+    settings = get_settings()
+    uvicorn.run(
+        app_factory,
+        factory=True,
+        host=settings.host,
+        port=settings.port or default_port,
+        workers=settings.web_concurrency,
+        loop="uvloop",
+        http="httptools",
+        log_config=logging_config(settings.log_level),
+        access_log=False,
+        server_header=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=20,
+    )

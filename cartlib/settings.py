@@ -1,0 +1,74 @@
+"""Configuration: one `Settings` class read from the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "password"})
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Settings(BaseSettings):
+    """Every knob of a storefront process. Field names are the environment variable names."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", case_sensitive=False
+    )
+
+    host: str = "0.0.0.0"
+    # None means "the service's own default port" (inventory 8001, checkout 8002).
+    port: int | None = Field(default=None, ge=1, le=65535)
+    log_level: LogLevel = "info"
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    redis_connect_timeout: float = Field(default=1.0, gt=0, le=30)
+    redis_socket_timeout: float = Field(default=1.0, gt=0, le=30)
+    # Only connection errors are retried: a command that timed out may have run, and
+    # running a cart increment twice would be a lost-update bug of its own.
+    redis_retries: int = Field(default=2, ge=0, le=10)
+    redis_backoff_base: float = Field(default=0.05, gt=0, le=5)
+    redis_backoff_cap: float = Field(default=0.5, gt=0, le=30)
+    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    # How long a request waits for a free pooled connection before answering 503.
+    redis_pool_timeout: float = Field(default=1.0, gt=0, le=30)
+    redis_key_prefix: str = Field(default="sf:", pattern=r"^[A-Za-z0-9:_.-]{0,32}$")
+
+    cart_token_secret: SecretStr
+    admin_token: SecretStr | None = None
+    cart_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+    cart_max_quantity: int = Field(default=99, ge=1, le=1_000_000)
+    cart_max_lines: int = Field(default=200, ge=1, le=100_000)
+
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # How long a checkout may hold reserved stock before payment is given up on.
+    checkout_timeout_seconds: int = Field(default=60, ge=5, le=3600)
+    orders_stream_maxlen: int = Field(default=100_000, ge=1000)
+    catalog_cache_ttl_seconds: float = Field(default=5.0, gt=0, le=3600)
+    catalog_file: str | None = None
+
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("cart_token_secret", "admin_token")
+    @classmethod
+    def _refuse_weak_secrets(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder; generate one, e.g. `openssl rand -base64 32`")
+        if len(secret) < 32:
+            # HS256 keys shorter than the hash output are brute-forceable (RFC 7518 3.2).
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment

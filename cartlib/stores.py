@@ -1,0 +1,66 @@
+"""`Stores`: everything a service needs from Redis, built once per process from `Settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from cartlib.auth import SessionTokens
+from cartlib.cache import Cache
+from cartlib.carts import CartStore
+from cartlib.catalog import Catalog
+from cartlib.keys import Keys
+from cartlib.orders import OrderStore
+from cartlib.redis import call, create_redis
+from cartlib.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    settings: Settings
+    redis: Redis
+    tokens: SessionTokens
+    carts: CartStore
+    catalog: Catalog
+    orders: OrderStore
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis | None = None) -> Stores:
+        redis = redis if redis is not None else create_redis(settings)
+        keys = Keys(settings.redis_key_prefix)
+        return cls(
+            settings=settings,
+            redis=redis,
+            tokens=SessionTokens(
+                settings.cart_token_secret.get_secret_value(), ttl_seconds=settings.cart_ttl_seconds
+            ),
+            carts=CartStore(
+                redis,
+                keys=keys,
+                ttl_seconds=settings.cart_ttl_seconds,
+                max_quantity=settings.cart_max_quantity,
+                max_lines=settings.cart_max_lines,
+            ),
+            catalog=Catalog(
+                redis,
+                keys=keys,
+                cache=Cache(redis, keys=keys, namespace="catalog"),
+                listing_ttl_seconds=settings.catalog_cache_ttl_seconds,
+            ),
+            orders=OrderStore(
+                redis,
+                keys=keys,
+                cart_ttl_seconds=settings.cart_ttl_seconds,
+                idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+                checkout_timeout_seconds=settings.checkout_timeout_seconds,
+                stream_maxlen=settings.orders_stream_maxlen,
+            ),
+        )
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless Redis answers."""
+        await call("PING", self.redis.ping())
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()

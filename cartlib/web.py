@@ -1,0 +1,128 @@
+"""`create_app()`: the FastAPI application every storefront service is built from.
+
+It owns what all services share: the Redis connection for the process's lifetime, health
+and readiness, `/metrics`, the JSON error responses, request ids, JSON logs and the body
+size limit. A service adds only its routers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from cartlib import metrics
+from cartlib.errors import CartError, StoreUnavailable, Unauthorized
+from cartlib.middleware import BodySizeLimitMiddleware, TelemetryMiddleware
+from cartlib.settings import Settings, get_settings
+from cartlib.stores import Stores
+
+logger = logging.getLogger("storefront")
+
+StartupHook = Callable[[Stores], Awaitable[None]]
+BackgroundTask = Callable[[Stores], Coroutine[Any, Any, None]]
+
+
+def package_version() -> str:
+    try:
+        return version("storefront")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+def create_app(
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    on_startup: Sequence[StartupHook] = (),
+    background: Sequence[BackgroundTask] = (),
+    settings: Settings | None = None,
+) -> FastAPI:
+    """A service: shared plumbing plus `routers`.
+
+    `on_startup` hooks run once Redis is set up; `background` tasks run for the app's lifetime
+    and are cancelled at shutdown.
+
+    `settings` defaults to the environment's (tests pass their own).
+    """
+    app_version = package_version()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stores = Stores.from_settings(settings or get_settings())
+        app.state.stores = stores
+        metrics.BUILD_INFO.info({"service": title, "version": app_version})
+        for hook in on_startup:
+            try:
+                await hook(stores)
+            except StoreUnavailable:
+                # Start anyway: /readyz reports Redis, and the service recovers on its own.
+                logger.warning("startup hook %s skipped: Redis unavailable", hook.__name__)
+        tasks = [asyncio.create_task(task(stores), name=task.__name__) for task in background]
+        try:
+            yield
+        finally:
+            for running in tasks:
+                running.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await stores.aclose()
+
+    app = FastAPI(title=title, version=app_version, lifespan=lifespan)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=(settings or get_settings()).max_body_bytes
+    )
+    app.add_middleware(TelemetryMiddleware)
+    app.add_exception_handler(CartError, _cart_error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error_response)
+    app.include_router(_operations)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def _cart_error_response(_request: Request, exc: CartError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, StoreUnavailable):
+        headers["Retry-After"] = str(exc.retry_after_seconds)
+    if exc.status_code >= 500:
+        logger.warning("%s: %s", type(exc).__name__, exc.__cause__ or exc.detail)
+    detail = exc.detail if exc.status_code != 500 else CartError.detail
+    return JSONResponse({"detail": detail}, exc.status_code, headers=headers)
+
+
+def _unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": CartError.detail}, 500)
+
+
+_operations = APIRouter(tags=["operations"])
+
+
+@_operations.get("/healthz", summary="Liveness: the process answers (Redis is not consulted)")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@_operations.get(
+    "/readyz",
+    summary="Readiness: Redis answers",
+    responses={503: {"description": "Redis does not answer"}},
+)
+async def readyz(request: Request) -> dict[str, str]:
+    stores: Stores = request.app.state.stores
+    await stores.ping()
+    return {"status": "ok"}
+
+
+@_operations.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

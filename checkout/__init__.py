@@ -1,0 +1,1 @@
+"""The checkout service: orders from carts, with payment."""

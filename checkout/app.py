@@ -1,0 +1,118 @@
+"""checkout: orders from the session's cart, paid through a payment processor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Header, Path
+
+from cartlib import JSONBytes, SessionDep, Stores, StoresDep
+from cartlib import create_app as create_service
+from cartlib.errors import (
+    CheckoutInProgress,
+    EmptyCart,
+    InsufficientStock,
+    OrderNotFound,
+    PaymentDeclined,
+    StoreUnavailable,
+)
+from cartlib.logs import request_id_var
+from cartlib.models import CheckoutRequest, CheckoutResponse, Order, OrderId
+from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
+from checkout.payments import TestProcessor
+
+logger = logging.getLogger("storefront.checkout")
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a checkout safely: the first completed response is replayed "
+        "for 24 hours. Scoped to the session.",
+    ),
+]
+
+processor = TestProcessor()
+
+orders = APIRouter(
+    tags=["checkout"],
+    responses=error_responses(
+        *SESSION_ERRORS, EmptyCart, PaymentDeclined, InsufficientStock, CheckoutInProgress
+    ),
+)
+
+
+async def _checkout(
+    stores: Stores, session_id: str, body: CheckoutRequest, idempotency_key: str | None
+) -> JSONBytes:
+    result = await stores.orders.checkout(
+        session_id,
+        payment_token=body.payment.token,
+        processor=processor,
+        idempotency_key=idempotency_key,
+        request_id=request_id_var.get(),
+    )
+    return JSONBytes(result.body, status_code=result.status_code)
+
+
+@orders.post("/checkout", response_model=CheckoutResponse, response_class=JSONBytes)
+async def checkout(
+    stores: StoresDep,
+    session: SessionDep,
+    body: CheckoutRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONBytes:
+    """Order the whole cart: stock is taken, payment charged, the cart emptied, atomically."""
+    return await _checkout(stores, session.id, body, idempotency_key)
+
+
+@orders.patch(
+    "/Cart/checkout", response_model=CheckoutResponse, response_class=JSONBytes, tags=["legacy"]
+)
+async def legacy_checkout(
+    stores: StoresDep,
+    session: SessionDep,
+    body: CheckoutRequest,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONBytes:
+    """The original article's route; the same as `POST /checkout`."""
+    return await _checkout(stores, session.id, body, idempotency_key)
+
+
+@orders.get(
+    "/orders/{order_id}",
+    response_model=Order,
+    response_class=JSONBytes,
+    responses=error_responses(OrderNotFound),
+)
+async def read_order(
+    stores: StoresDep, session: SessionDep, order_id: Annotated[OrderId, Path()]
+) -> JSONBytes:
+    """An order of this session (any other session's order is 404)."""
+    return JSONBytes(await stores.orders.get_json(session.id, order_id))
+
+
+async def release_expired_checkouts(stores: Stores) -> None:
+    """Give back the stock of checkouts abandoned mid-payment (a crashed process)."""
+    interval = stores.settings.checkout_timeout_seconds / 2
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            released = await stores.orders.release_expired()
+        except StoreUnavailable:
+            continue
+        if released:
+            logger.warning("released expired checkouts", extra={"released": released})
+
+
+def create_app() -> FastAPI:
+    return create_service(
+        title="checkout",
+        routers=[cart_router, orders],
+        background=[release_expired_checkouts],
+    )

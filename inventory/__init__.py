@@ -1,0 +1,1 @@
+"""The inventory service: sessions, the catalog, and changes to carts."""

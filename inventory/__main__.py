@@ -1,0 +1,4 @@
+from cartlib.server import run
+
+if __name__ == "__main__":
+    run("inventory.app:create_app", default_port=8001)

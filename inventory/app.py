@@ -1,0 +1,128 @@
+"""inventory: guest sessions, the catalog, and every change to a cart."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Path
+
+from cartlib import JSONBytes, SessionDep, StoresDep, cart_json, require_admin
+from cartlib import create_app as create_service
+from cartlib.errors import Forbidden, InsufficientStock, ItemNotFound, LimitExceeded
+from cartlib.models import (
+    AddToCart,
+    CartEnvelope,
+    Item,
+    ItemId,
+    ItemIn,
+    ItemList,
+    LegacyAddToCart,
+    LegacyCart,
+    NewSession,
+    SetQuantity,
+)
+from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
+from inventory.seed import seed_catalog
+
+ItemIdPath = Annotated[ItemId, Path(description="An item id, e.g. `badger-mug`.")]
+
+sessions = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+@sessions.post("", status_code=201, response_model=NewSession)
+async def create_session(stores: StoresDep) -> NewSession:
+    """Start a guest session; its token authorises the cart calls of both services."""
+    issued = stores.tokens.mint()
+    return NewSession(
+        token=issued.token, session_id=issued.session.id, expires_at=issued.session.expires_at
+    )
+
+
+items = APIRouter(prefix="/items", tags=["items"])
+
+
+@items.get("", response_model=ItemList, response_class=JSONBytes)
+async def list_items(stores: StoresDep) -> JSONBytes:
+    """Every item; stock may be a few seconds stale (cached)."""
+    return JSONBytes(await stores.catalog.list_json())
+
+
+@items.get(
+    "/{item_id}",
+    response_model=Item,
+    response_class=JSONBytes,
+    responses=error_responses(ItemNotFound),
+)
+async def read_item(stores: StoresDep, item_id: ItemIdPath) -> JSONBytes:
+    """One item, with exact stock."""
+    return JSONBytes(await stores.catalog.get_json(item_id))
+
+
+@items.put(
+    "/{item_id}",
+    response_model=Item,
+    response_class=JSONBytes,
+    dependencies=[Depends(require_admin)],
+    responses=error_responses(Forbidden),
+)
+async def put_item(stores: StoresDep, item_id: ItemIdPath, item: ItemIn) -> JSONBytes:
+    """Create or replace an item and its stock (admin: `X-Admin-Token`)."""
+    return JSONBytes(await stores.catalog.put(item_id, item))
+
+
+cart_items = APIRouter(
+    prefix="/cart/items",
+    tags=["cart"],
+    responses=error_responses(*SESSION_ERRORS, ItemNotFound, InsufficientStock, LimitExceeded),
+)
+
+
+def _envelope(session_id: str, lines: bytes) -> JSONBytes:
+    return JSONBytes(b'{"cart":' + cart_json(session_id, lines) + b"}")
+
+
+@cart_items.post("", status_code=201, response_model=CartEnvelope, response_class=JSONBytes)
+async def add_to_cart(stores: StoresDep, session: SessionDep, body: AddToCart) -> JSONBytes:
+    """Add units of an item to the cart (atomic, one Redis round trip)."""
+    lines = await stores.carts.add(session.id, body.item.id, body.quantity)
+    return _envelope(session.id, lines)
+
+
+@cart_items.put("/{item_id}", response_model=CartEnvelope, response_class=JSONBytes)
+async def set_quantity(
+    stores: StoresDep, session: SessionDep, item_id: ItemIdPath, body: SetQuantity
+) -> JSONBytes:
+    """Set a line's quantity; 0 removes the line."""
+    return _envelope(session.id, await stores.carts.set(session.id, item_id, body.quantity))
+
+
+@cart_items.delete("/{item_id}", response_model=CartEnvelope, response_class=JSONBytes)
+async def remove_from_cart(
+    stores: StoresDep, session: SessionDep, item_id: ItemIdPath
+) -> JSONBytes:
+    """Remove a line (removing an absent line is not an error)."""
+    return _envelope(session.id, await stores.carts.remove(session.id, item_id))
+
+
+legacy = APIRouter(
+    prefix="/Cart",
+    tags=["legacy"],
+    responses=error_responses(*SESSION_ERRORS, ItemNotFound, InsufficientStock),
+)
+
+
+@legacy.post("/Item", status_code=201, response_model=LegacyCart, response_class=JSONBytes)
+async def legacy_add_to_cart(
+    stores: StoresDep, session: SessionDep, body: LegacyAddToCart
+) -> JSONBytes:
+    """The original article's route: add one unit; answers with the cart's lines."""
+    lines = await stores.carts.add(session.id, body.item.id)
+    return JSONBytes(b'{"message":"OK","cart":' + lines + b"}")
+
+
+def create_app() -> FastAPI:
+    return create_service(
+        title="inventory",
+        routers=[sessions, items, cart_router, cart_items, legacy],
+        on_startup=[seed_catalog],
+    )
