@@ -15,6 +15,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -80,6 +82,10 @@ def create_app(
     )
     app.add_middleware(TelemetryMiddleware)
     app.add_exception_handler(CartError, _cart_error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(
+        RequestValidationError,
+        _validation_error_response,  # type: ignore[arg-type]
+    )
     app.add_exception_handler(Exception, _unexpected_error_response)
     app.include_router(_operations)
     for router in routers:
@@ -97,6 +103,18 @@ def _cart_error_response(_request: Request, exc: CartError) -> JSONResponse:
         logger.warning("%s: %s", type(exc).__name__, exc.__cause__ or exc.detail)
     detail = exc.detail if exc.status_code != 500 else CartError.detail
     return JSONResponse({"detail": detail}, exc.status_code, headers=headers)
+
+
+async def _validation_error_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+    content_type = request.headers.get("content-type", "")
+    about_body = any(error["loc"][:1] == ("body",) for error in exc.errors())
+    if about_body and content_type and "json" not in content_type:
+        # FastAPI reports a form-encoded JSON body as a confusing "not a dictionary" error.
+        return JSONResponse(
+            {"detail": "Send the request body as JSON, with Content-Type: application/json"},
+            415,
+        )
+    return await request_validation_exception_handler(request, exc)
 
 
 def _unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:

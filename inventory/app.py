@@ -77,15 +77,15 @@ cart_items = APIRouter(
 )
 
 
-def _envelope(session_id: str, lines: bytes) -> JSONBytes:
-    return JSONBytes(b'{"cart":' + cart_json(session_id, lines) + b"}")
+def _envelope(session_id: str, lines: bytes, status_code: int = 200) -> JSONBytes:
+    return JSONBytes(b'{"cart":' + cart_json(session_id, lines) + b"}", status_code)
 
 
 @cart_items.post("", status_code=201, response_model=CartEnvelope, response_class=JSONBytes)
 async def add_to_cart(stores: StoresDep, session: SessionDep, body: AddToCart) -> JSONBytes:
     """Add units of an item to the cart (atomic, one Redis round trip)."""
     lines = await stores.carts.add(session.id, body.item.id, body.quantity)
-    return _envelope(session.id, lines)
+    return _envelope(session.id, lines, 201)
 
 
 @cart_items.put("/{item_id}", response_model=CartEnvelope, response_class=JSONBytes)
@@ -117,7 +117,7 @@ async def legacy_add_to_cart(
 ) -> JSONBytes:
     """The original article's route: add one unit; answers with the cart's lines."""
     lines = await stores.carts.add(session.id, body.item.id)
-    return JSONBytes(b'{"message":"OK","cart":' + lines + b"}")
+    return JSONBytes(b'{"message":"OK","cart":' + lines + b"}", 201)
 
 
 def create_app() -> FastAPI:
