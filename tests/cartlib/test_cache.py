@@ -78,9 +78,11 @@ async def test_concurrent_misses_across_processes_load_once(redis_url: str) -> N
     loaders = [CountingLoader(delay=0.1) for _ in caches]
     try:
         values = await asyncio.gather(
-            *(cache.get_or_set("k", loader, 30) for cache, loader in zip(caches, loaders,
-                                                                          strict=True)
-              for _ in range(10))
+            *(
+                cache.get_or_set("k", loader, 30)
+                for cache, loader in zip(caches, loaders, strict=True)
+                for _ in range(10)
+            )
         )
     finally:
         for client in clients:

@@ -21,8 +21,9 @@ async def stock_of(raw_redis: Redis, item_id: str) -> int:
     return int(await raw_redis.hget(Keys().stock, item_id) or 0)
 
 
-async def checkout(stores: Stores, session_id: str = SESSION, token: str = "tok_visa",
-                   key: str | None = None):  # type: ignore[no-untyped-def]
+async def checkout(
+    stores: Stores, session_id: str = SESSION, token: str = "tok_visa", key: str | None = None
+):  # type: ignore[no-untyped-def]
     return await stores.orders.checkout(
         session_id, payment_token=token, processor=processor, idempotency_key=key
     )
@@ -151,9 +152,7 @@ async def test_an_empty_cart_is_not_remembered_for_its_key(
     assert (await checkout(stores, key="key-1")).status_code == 200
 
 
-async def test_a_key_still_in_progress_is_a_conflict(
-    stores: Stores, stock_item: StockItem
-) -> None:
+async def test_a_key_still_in_progress_is_a_conflict(stores: Stores, stock_item: StockItem) -> None:
     await stock_item("mug", stock=5)
     await stores.carts.add(SESSION, "mug", 1)
     release = asyncio.Event()
@@ -163,8 +162,11 @@ async def test_a_key_still_in_progress_is_a_conflict(
             await release.wait()
             return PaymentResult(approved=True)
 
-    first = asyncio.create_task(stores.orders.checkout(
-        SESSION, payment_token="tok_visa", processor=SlowProcessor(), idempotency_key="k"))
+    first = asyncio.create_task(
+        stores.orders.checkout(
+            SESSION, payment_token="tok_visa", processor=SlowProcessor(), idempotency_key="k"
+        )
+    )
     await asyncio.sleep(0.05)
     with pytest.raises(CheckoutInProgress):
         await checkout(stores, key="k")
@@ -195,9 +197,7 @@ async def test_concurrent_checkouts_of_one_cart_make_one_order(
     await stock_item("mug", stock=100)
     await stores.carts.add(SESSION, "mug", 3)
 
-    outcomes = await asyncio.gather(
-        *(checkout(stores) for _ in range(20)), return_exceptions=True
-    )
+    outcomes = await asyncio.gather(*(checkout(stores) for _ in range(20)), return_exceptions=True)
 
     paid = [o for o in outcomes if not isinstance(o, BaseException) and o.status_code == 200]
     assert len(paid) == 1
@@ -230,7 +230,8 @@ async def test_an_abandoned_checkout_gives_its_stock_back(
 
     with pytest.raises(RuntimeError):
         await stores.orders.checkout(
-            SESSION, payment_token="tok_visa", processor=CrashingProcessor())
+            SESSION, payment_token="tok_visa", processor=CrashingProcessor()
+        )
     assert await stock_of(raw_redis, "mug") == 3
     assert await stores.orders.release_expired() == 0  # not yet past the timeout
 

@@ -1,0 +1,81 @@
+"""Every redis-py error becomes a cartlib error; Redis calls are measured."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+from prometheus_client import REGISTRY
+from redis import exceptions as redis_errors
+
+from cartlib.errors import CartError, StoreError, StoreUnavailable
+from cartlib.redis import UNAVAILABLE_ERRORS, call, create_redis, translate_errors
+from cartlib.stores import Stores
+from tests.cartlib.conftest import make_settings
+
+REDIS_ERROR_CLASSES = sorted(
+    (
+        cls
+        for _, cls in inspect.getmembers(redis_errors, inspect.isclass)
+        if issubclass(cls, redis_errors.RedisError)
+    ),
+    key=lambda cls: cls.__name__,
+)
+
+
+@pytest.mark.parametrize("error_class", REDIS_ERROR_CLASSES, ids=lambda cls: cls.__name__)
+def test_every_redis_error_is_translated(error_class: type[Exception]) -> None:
+    expected = StoreUnavailable if issubclass(error_class, UNAVAILABLE_ERRORS) else StoreError
+    with pytest.raises(CartError) as caught, translate_errors():
+        raise error_class("1 127.0.0.1:6379")  # the shape AskError and MovedError parse
+    assert type(caught.value) is expected
+    assert isinstance(caught.value.__cause__, error_class)
+
+
+def test_failover_and_loading_errors_mean_unavailable() -> None:
+    for error_class in (
+        redis_errors.ReadOnlyError,
+        redis_errors.BusyLoadingError,
+        redis_errors.ConnectionError,
+        redis_errors.TimeoutError,
+    ):
+        assert issubclass(error_class, UNAVAILABLE_ERRORS)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_calls_and_scripts_are_timed_by_command(stores: Stores) -> None:
+    before_ping = sample("cartlib_redis_command_duration_seconds_count", command="PING")
+    before_script = sample(
+        "cartlib_redis_command_duration_seconds_count", command="script:get_cart"
+    )
+    await stores.ping()
+    await stores.carts.get("session-0001")
+    assert sample("cartlib_redis_command_duration_seconds_count", command="PING") == before_ping + 1
+    assert (
+        sample("cartlib_redis_command_duration_seconds_count", command="script:get_cart")
+        == before_script + 1
+    )
+
+
+async def test_a_refused_connection_is_unavailable_and_counted() -> None:
+    # Port 1 on loopback refuses at once: what a stopped Redis looks like.
+    redis = create_redis(make_settings("redis://127.0.0.1:1/0", redis_retries=1))
+    labels = {"command": "PING", "error": "ConnectionError"}
+    before = sample("cartlib_redis_errors_total", **labels)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await call("PING", redis.ping())
+    finally:
+        await redis.aclose()
+    assert sample("cartlib_redis_errors_total", **labels) == before + 1
+
+
+async def test_the_pool_is_exported_as_gauges(stores: Stores) -> None:
+    await stores.ping()
+    assert sample("cartlib_redis_pool_max_connections") == stores.settings.redis_max_connections
+    idle = sample("cartlib_redis_pool_connections", state="idle")
+    in_use = sample("cartlib_redis_pool_connections", state="in_use")
+    assert idle + in_use >= 1
