@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import orjson
 import pytest
@@ -55,7 +56,7 @@ async def test_every_write_renews_the_ttl(
     await stock_item("cap")
     key = Keys().cart(SESSION)
     ttl_ms = stores.settings.cart_ttl_seconds * 1000
-    writes = [
+    writes: list[Callable[[], Awaitable[bytes]]] = [
         lambda: stores.carts.add(SESSION, "mug"),
         lambda: stores.carts.set(SESSION, "mug", 4),
         lambda: stores.carts.add(SESSION, "cap"),

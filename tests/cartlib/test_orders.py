@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from cartlib.errors import CheckoutInProgress, EmptyCart, OrderNotFound
 from cartlib.keys import Keys
-from cartlib.orders import PaymentResult
+from cartlib.orders import CheckoutResponse, PaymentResult
 from cartlib.stores import Stores
 from checkout.payments import TestProcessor
 from tests.cartlib.conftest import StockItem
@@ -23,7 +23,7 @@ async def stock_of(raw_redis: Redis, item_id: str) -> int:
 
 async def checkout(
     stores: Stores, session_id: str = SESSION, token: str = "tok_visa", key: str | None = None
-):  # type: ignore[no-untyped-def]
+) -> CheckoutResponse:
     return await stores.orders.checkout(
         session_id, payment_token=token, processor=processor, idempotency_key=key
     )
@@ -53,9 +53,9 @@ async def test_a_paid_checkout_orders_the_cart(
     assert await stock_of(raw_redis, "mug") == 3
     assert await stock_of(raw_redis, "cap") == 4
     assert orjson.loads(await stores.orders.get_json(SESSION, order["id"])) == order
-    [(_, entry)] = await raw_redis.xrange(Keys().orders_stream)
-    assert entry[b"order_id"] == order["id"].encode()
-    assert int(entry[b"total_cents"]) == order["total_cents"]
+    [(_, entry)] = await raw_redis.xrange(Keys().orders_stream)  # type: ignore[misc]
+    assert entry[b"order_id"] == order["id"].encode()  # type: ignore[index]
+    assert int(entry[b"total_cents"]) == order["total_cents"]  # type: ignore[index]
     assert await raw_redis.zcard(Keys().pending_checkouts) == 0
 
 
