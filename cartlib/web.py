@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cartlib import metrics
 from cartlib.errors import CartError, StoreUnavailable, Unauthorized
 from cartlib.middleware import BodySizeLimitMiddleware, TelemetryMiddleware
+from cartlib.responses import JSONBytes
 from cartlib.settings import Settings, get_settings
 from cartlib.stores import Stores
 
@@ -105,7 +107,7 @@ def _cart_error_response(_request: Request, exc: CartError) -> JSONResponse:
     return JSONResponse({"detail": detail}, exc.status_code, headers=headers)
 
 
-async def _validation_error_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error_response(request: Request, exc: RequestValidationError) -> Response:
     content_type = request.headers.get("content-type", "")
     about_body = any(error["loc"][:1] == ("body",) for error in exc.errors())
     if about_body and content_type and "json" not in content_type:
@@ -114,7 +116,10 @@ async def _validation_error_response(request: Request, exc: RequestValidationErr
             {"detail": "Send the request body as JSON, with Content-Type: application/json"},
             415,
         )
-    return await request_validation_exception_handler(request, exc)
+    # FastAPI's handler echoes each error's input, and a body may hold NaN or Infinity
+    # (`json.loads` accepts them), which Starlette's JSONResponse cannot render: a 500.
+    # orjson writes them as null.
+    return JSONBytes(orjson.dumps({"detail": jsonable_encoder(exc.errors())}), 422)
 
 
 def _unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
