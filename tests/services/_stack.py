@@ -38,7 +38,9 @@ class Stack:
     token_secret: str = TOKEN_SECRET
 
 
-def service_env(redis_url: str, port: int, **extra: str) -> dict[str, str]:
+def service_env(redis_url: str, port: int, **extra: str | None) -> dict[str, str]:
+    """The service's environment: the defaults below, overridden by `extra`, where None
+    leaves a variable unset (`ADMIN_TOKEN=None`: a service without the admin API)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("REDIS_")}
     env.update(
         HOST="127.0.0.1",
@@ -47,12 +49,16 @@ def service_env(redis_url: str, port: int, **extra: str) -> dict[str, str]:
         CART_TOKEN_SECRET=TOKEN_SECRET,
         ADMIN_TOKEN=ADMIN_TOKEN,
         LOG_LEVEL="warning",
-        **extra,
     )
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
-def start_service(name: str, redis_url: str, **extra: str) -> Service:
+def start_service(name: str, redis_url: str, **extra: str | None) -> Service:
     port = free_port()
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}-{port}.log"
@@ -93,7 +99,7 @@ def stop_service(service: Service) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(redis_url: str, **extra: str) -> Iterator[Stack]:
+def running_stack(redis_url: str, **extra: str | None) -> Iterator[Stack]:
     inventory = start_service("inventory", redis_url, **extra)
     try:
         checkout = start_service("checkout", redis_url, **extra)

@@ -1,0 +1,190 @@
+"""Redis down: both services answer fast 503s (with Retry-After) instead of hanging or failing
+with a 500, stay live (`/healthz`) but not ready (`/readyz`), and recover on their own when
+Redis comes back, without a restart.
+
+Latency is measured and printed (run with `-rP` to see it), never asserted on beyond "the
+client's timeout did not fire": a hang fails the test, a slow machine does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
+
+import httpx
+import pytest
+
+from tests._redis import RestartableRedis
+from tests.services._stack import Stack, running_stack
+from tests.services.conftest import Shop
+
+CLIENT_TIMEOUT = 5.0  # well above the services' Redis timeouts (1 s); a hang hits it
+RECOVERY_TIMEOUT = 15.0
+UNAVAILABLE = {"detail": "The cart store is unavailable; try again shortly"}
+CONCURRENT_REQUESTS = 16
+
+Send = Callable[[], Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def down_stack(restartable_redis: RestartableRedis) -> Iterator[Stack]:
+    """Both services in front of a Redis of this test's own, which the test takes down."""
+    with running_stack(restartable_redis.url) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def down_shop(down_stack: Stack) -> AsyncIterator[Shop]:
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+        yield Shop(down_stack, client)
+
+
+def store_requests(shop: Shop, auth: dict[str, str]) -> dict[str, Send]:
+    """The requests that need Redis, reads first: a timed-out write may still run later."""
+    return {
+        "GET /items": lambda: shop.client.get(f"{shop.inventory}/items"),
+        "GET /items/mug": lambda: shop.client.get(f"{shop.inventory}/items/mug"),
+        "GET /cart (inventory)": lambda: shop.cart(auth, shop.inventory),
+        "GET /cart (checkout)": lambda: shop.cart(auth),
+        "POST /cart/items": lambda: shop.add(auth, "mug"),
+        "POST /checkout": lambda: shop.pay(auth),
+    }
+
+
+async def timed(name: str, send: Send) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    try:
+        response = await send()
+    except httpx.TimeoutException:
+        pytest.fail(f"{name} hung: no answer within the client's {CLIENT_TIMEOUT} s timeout")
+    return response, time.perf_counter() - started
+
+
+def assert_unavailable(name: str, response: httpx.Response) -> None:
+    assert response.status_code == 503, (name, response.status_code, response.text)
+    assert response.headers["retry-after"].isdigit(), name
+    assert int(response.headers["retry-after"]) >= 1, name
+    assert response.headers["content-type"] == "application/json", name
+    assert response.json() == UNAVAILABLE, name
+
+
+async def assert_down(shop: Shop, auth: dict[str, str], outage: str) -> None:
+    """Every Redis-backed request answers 503 with Retry-After; the process stays live."""
+    latencies: dict[str, float] = {}
+    for name, send in store_requests(shop, auth).items():
+        response, latencies[name] = await timed(name, send)
+        assert_unavailable(name, response)
+    for service, base in (("inventory", shop.inventory), ("checkout", shop.checkout)):
+        name = f"GET /readyz ({service})"
+        response, latencies[name] = await timed(name, partial(shop.client.get, f"{base}/readyz"))
+        assert_unavailable(name, response)
+        healthz = await shop.client.get(f"{base}/healthz")
+        assert healthz.status_code == 200
+        assert healthz.json() == {"status": "ok"}
+    # Sessions are tokens, not Redis state: they are still issued.
+    assert (await shop.client.post(f"{shop.inventory}/sessions")).status_code == 201
+
+    # Many at once: none waits for another's timeout (the pool must not become the hang).
+    burst = [
+        timed("burst GET /cart", partial(shop.cart, auth, base))
+        for base in (shop.inventory, shop.checkout)
+        for _ in range(CONCURRENT_REQUESTS // 2)
+    ]
+    results = await asyncio.gather(*burst)
+    for response, _ in results:
+        assert_unavailable("burst GET /cart", response)
+    latencies[f"{CONCURRENT_REQUESTS} concurrent GET /cart (slowest)"] = max(
+        elapsed for _, elapsed in results
+    )
+
+    report = "\n".join(f"  {name:<40} {seconds:6.3f} s" for name, seconds in latencies.items())
+    print(f"\n503 latency after Redis {outage}:\n{report}")  # noqa: T201
+
+
+def report_recovery(outage: str, seconds: float) -> None:
+    print(f"both services ready {seconds:.3f} s after Redis came back from {outage}")  # noqa: T201
+
+
+async def wait_until_ready(shop: Shop) -> float:
+    """Poll both services' /readyz until 200; returns how long it took."""
+    started = time.monotonic()
+    for base in (shop.inventory, shop.checkout):
+        while True:
+            response = await shop.client.get(f"{base}/readyz")
+            if response.status_code == 200:
+                break
+            assert response.status_code == 503, response.text
+            if time.monotonic() - started > RECOVERY_TIMEOUT:
+                pytest.fail(f"{base} not ready {RECOVERY_TIMEOUT} s after Redis came back")
+            await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+async def assert_recovered(shop: Shop) -> None:
+    """The same processes serve carts again. A restarted Redis comes back empty (no
+    persistence), so the item is created again first."""
+    await shop.put_item("mug", stock=100, price_cents=250)
+    auth = await shop.new_session()
+    added = await shop.add(auth, "mug", 2)
+    assert added.status_code == 201, added.text
+    for base in (shop.inventory, shop.checkout):
+        cart = await shop.cart(auth, base)
+        assert cart.status_code == 200, cart.text
+        assert cart.json()["items"] == [{"id": "mug", "quantity": 2}]
+    listing = await shop.client.get(f"{shop.inventory}/items")
+    assert listing.status_code == 200, listing.text
+    assert "mug" in {item["id"] for item in listing.json()["items"]}
+    paid = await shop.pay(auth)
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["order"]["total_cents"] == 500
+
+
+def assert_no_tracebacks(stack: Stack) -> None:
+    for service in (stack.inventory, stack.checkout):
+        log = service.log.read_text()
+        assert "Traceback" not in log, f"{service.name}'s log ({service.log}):\n{log}"
+        assert service.process.poll() is None, f"{service.name} exited"
+
+
+async def prepared_session(shop: Shop) -> dict[str, str]:
+    await shop.put_item("mug", stock=100, price_cents=250)
+    auth = await shop.new_session()
+    assert (await shop.add(auth, "mug")).status_code == 201
+    return auth
+
+
+@pytest.mark.parametrize("outage", ["stop", "kill"])
+async def test_redis_stopped_gives_fast_503s_then_recovery(
+    down_shop: Shop, restartable_redis: RestartableRedis, outage: str
+) -> None:
+    auth = await prepared_session(down_shop)
+    if outage == "stop":
+        restartable_redis.stop()
+    else:
+        restartable_redis.kill()
+    assert restartable_redis.status() == "exited"
+
+    await assert_down(down_shop, auth, f"{outage} (connection refused)")
+
+    restartable_redis.start()
+    report_recovery(outage, await wait_until_ready(down_shop))
+    await assert_recovered(down_shop)
+    assert_no_tracebacks(down_shop.stack)
+
+
+async def test_redis_paused_gives_503s_not_hangs_then_recovery(
+    down_shop: Shop, restartable_redis: RestartableRedis
+) -> None:
+    auth = await prepared_session(down_shop)
+    restartable_redis.pause()
+    try:
+        assert restartable_redis.status() == "paused"
+        await assert_down(down_shop, auth, "pause (no answer: timeouts)")
+    finally:
+        restartable_redis.unpause()
+
+    report_recovery("pause", await wait_until_ready(down_shop))
+    await assert_recovered(down_shop)
+    assert_no_tracebacks(down_shop.stack)
