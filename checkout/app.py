@@ -47,19 +47,13 @@ orders = APIRouter(
 )
 
 
-async def _checkout(
-    stores: Stores, session_id: str, body: CheckoutRequest, idempotency_key: str | None
-) -> JSONBytes:
-    result = await stores.orders.checkout(
-        session_id,
-        payment_token=body.payment.token,
-        processor=processor,
-        idempotency_key=idempotency_key,
-        request_id=request_id_var.get(),
-    )
-    return JSONBytes(result.body, status_code=result.status_code)
-
-
+@orders.patch(
+    "/Cart/checkout",
+    response_model=CheckoutResponse,
+    response_class=JSONBytes,
+    tags=["legacy"],
+    summary="The original article's route; the same as POST /checkout",
+)
 @orders.post("/checkout", response_model=CheckoutResponse, response_class=JSONBytes)
 async def checkout(
     stores: StoresDep,
@@ -68,20 +62,14 @@ async def checkout(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONBytes:
     """Order the whole cart: stock is taken, payment charged, the cart emptied, atomically."""
-    return await _checkout(stores, session.id, body, idempotency_key)
-
-
-@orders.patch(
-    "/Cart/checkout", response_model=CheckoutResponse, response_class=JSONBytes, tags=["legacy"]
-)
-async def legacy_checkout(
-    stores: StoresDep,
-    session: SessionDep,
-    body: CheckoutRequest,
-    idempotency_key: IdempotencyKey = None,
-) -> JSONBytes:
-    """The original article's route; the same as `POST /checkout`."""
-    return await _checkout(stores, session.id, body, idempotency_key)
+    result = await stores.orders.checkout(
+        session.id,
+        payment_token=body.payment.token,
+        processor=processor,
+        idempotency_key=idempotency_key,
+        request_id=request_id_var.get(),
+    )
+    return JSONBytes(result.body, status_code=result.status_code)
 
 
 @orders.get(
