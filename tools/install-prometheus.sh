@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Make sure `prometheus` and `promtool` (Debian's prometheus package) are on PATH for the
+# observability tests (promtool checks and unit-tests the rules; the live test runs its
+# own server on a loopback port).
+#
+# - Both already there: do nothing, print nothing.
+# - Root: apt-get install --no-install-recommends prometheus. Where services may start
+#   (no policy-rc.d forbidding it, or systemd), the package starts a system server on
+#   :9090; the tests do not want it, so this stops and disables the one it just installed.
+# - Not root: say so and exit 0; the tests then skip locally with the reason (in CI, where
+#   CI=true, they fail instead).
+set -euo pipefail
+
+log() { printf 'install-prometheus: %s\n' "$*" >&2; }
+
+have_binaries() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
+
+# apt-get, quiet unless it fails (then its output is shown).
+apt_get() {
+    local out
+    if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" 2>&1); then
+        printf '%s\n' "$out" >&2
+        return 1
+    fi
+}
+
+has_candidate() {
+    local policy
+    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+    [[ $policy =~ Candidate:\ [0-9] ]]
+}
+
+stop_system_server() {
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    elif [[ -x /etc/init.d/prometheus ]]; then
+        # Directly, not through invoke-rc.d: a policy-rc.d that forbade the start would
+        # forbid the stop too (and then nothing runs anyway).
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+}
+
+main() {
+    have_binaries && return 0
+
+    if ((EUID != 0)); then
+        log "prometheus/promtool are missing and this is not root: not installing them."
+        log "The observability tests will be skipped locally (run \`make test\` as root, or apt-get install prometheus)."
+        return 0
+    fi
+
+    if ! has_candidate prometheus; then
+        log "apt-get update (prometheus is not in the package lists)"
+        apt_get update
+    fi
+    log "installing prometheus (Debian) ..."
+    if ! apt_get install --no-install-recommends prometheus; then
+        log "install failed; refreshing the package lists and retrying"
+        apt_get update
+        apt_get install --no-install-recommends prometheus
+    fi
+    stop_system_server
+    have_binaries || {
+        log "prometheus installed, but prometheus/promtool are still not on PATH"
+        return 1
+    }
+    log "$(prometheus --version 2>&1 | head -n 1)"
+}
+
+main "$@"
