@@ -26,6 +26,7 @@ def run(app_factory: str, *, default_port: int) -> None:
         log_config=logging_config(settings.log_level),
         access_log=False,
         server_header=False,
-        proxy_headers=True,
+        # No client address is used, so uvicorn need not parse X-Forwarded-For on each request.
+        proxy_headers=False,
         timeout_graceful_shutdown=20,
     )

@@ -83,3 +83,11 @@ def test_admin_token_checks() -> None:
         check_admin_token("b" * 40, "a" * 40)
     with pytest.raises(Forbidden):
         check_admin_token(None, "a" * 40)
+
+
+def test_a_verified_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    issued = tokens.mint()
+    assert tokens.verify(issued.token) == issued.session  # now cached
+    monkeypatch.setattr(time, "time", lambda: issued.session.expires_at + 1)
+    with pytest.raises(InvalidSession):
+        tokens.verify(issued.token)
