@@ -29,6 +29,10 @@ docker-ready:  ## Install and start a Docker engine when none answers (root only
 redis-images: docker-ready  ## Build the local Redis 7 and 6.2 images (no registry needed)
 	tools/build-redis-images.sh
 
+.PHONY: images
+images: docker-ready  ## Build the service images (and their local Python base) from the Dockerfile
+	tools/build-images.sh
+
 .PHONY: helm chart-tools
 CHECKOV_VENV := .tools/checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
@@ -46,7 +50,7 @@ $(CHECKOV_STAMP): tools/requirements-checkov.txt
 chart-tools: helm $(CHECKOV_STAMP)  ## Helm, readme-generator and checkov for tests/chart
 	tools/install-readme-generator.sh
 
-test: $(STAMP) lint redis-images chart-tools  ## Every test, against real Redis in Docker
+test: $(STAMP) lint redis-images chart-tools images  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
 
 clean:  ## Remove the virtualenv and caches

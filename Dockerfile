@@ -1,0 +1,83 @@
+# The images of both services, one target each (the build context is the repository root):
+#
+#   docker build --target inventory -t storefront-inventory .
+#   docker build --target checkout -t storefront-checkout .
+#
+# BASE_IMAGE is any Debian-like image with Python 3.11+ and its venv module; the builder and
+# the final stages must use the same one (the venv links to its interpreter). `make images`
+# (tools/build-images.sh) passes a locally built base, as no registry answers there.
+#
+# The final images hold the base, a non-root user and /opt/venv: the project and its
+# dependencies, installed from a wheel and byte-compiled, with no pip, no build tools and no
+# source tree. They run as UID/GID 10001 with a read-only root filesystem (nothing is written
+# at run time; Python writes no bytecode). The exec-form entrypoint makes uvicorn PID 1, so
+# SIGTERM reaches it directly: it stops accepting connections and lets in-flight requests
+# finish (up to 20 s) before it exits 0.
+# No BuildKit-only syntax, so the classic builder (DOCKER_BUILDKIT=0) builds it too.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+# Dependencies first, from pyproject.toml alone: this layer is reused until they change.
+# /opt/build holds pip and the build backend; /opt/venv, what the images ship, gets no pip.
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
+print("\n".join(p["project"]["dependencies"]), file=open("/tmp/requirements.txt", "w")); \
+print("\n".join(p["build-system"]["requires"]), file=open("/tmp/build-requirements.txt", "w"))' \
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --quiet -r /tmp/build-requirements.txt \
+    && python3 -m venv --without-pip /opt/venv \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet -r /tmp/requirements.txt
+# Then the code: a wheel (not an editable install), installed without touching the network.
+COPY README.md ./
+COPY cartlib ./cartlib
+COPY inventory ./inventory
+COPY checkout ./checkout
+RUN /opt/build/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet --no-deps /tmp/wheels/*.whl \
+    && /opt/build/bin/pip --python /opt/venv/bin/python check \
+    && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib \
+    && /opt/venv/bin/python -c 'import cartlib, checkout.app, inventory.app'
+
+FROM ${BASE_IMAGE} AS runtime
+RUN groupadd --gid 10001 storefront \
+    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin storefront
+COPY --from=builder /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOST=0.0.0.0
+WORKDIR /app
+USER 10001:10001
+
+# Labels last, so a new revision reuses every layer above.
+FROM runtime AS inventory
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="storefront-inventory" \
+      org.opencontainers.image.description="storefront inventory: guest sessions, the catalog and cart changes, over a shared Redis" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+EXPOSE 8001
+ENTRYPOINT ["python", "-m", "inventory"]
+
+FROM runtime AS checkout
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="storefront-checkout" \
+      org.opencontainers.image.description="storefront checkout: reads carts and checks them out into orders, over a shared Redis" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+EXPOSE 8002
+ENTRYPOINT ["python", "-m", "checkout"]
