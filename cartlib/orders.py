@@ -123,7 +123,45 @@ class OrderStore:
 
         Raises `EmptyCart` and `CheckoutInProgress` (nothing is remembered for those);
         returns the 200, 402 and 409 responses, which are replayed for a repeated key.
+
+        Each checkout counts once in `cartlib_checkouts_total`, by what its caller gets:
+        `paid`, `declined`, `insufficient_stock`, `empty`, or `error` for anything raised
+        (Redis, the payment service, a reservation that timed out). A repeated
+        Idempotency-Key is not a new checkout: it counts in `cartlib_checkout_replays_total`.
         """
+        try:
+            outcome, response = await self._checkout(
+                session_id,
+                payment_token=payment_token,
+                processor=processor,
+                idempotency_key=idempotency_key,
+                request_id=request_id,
+            )
+        except EmptyCart:
+            metrics.CHECKOUTS_BY_OUTCOME["empty"].inc()
+            raise
+        except CheckoutInProgress:
+            metrics.CHECKOUT_REPLAYS.inc()
+            raise
+        except Exception:
+            metrics.CHECKOUTS_BY_OUTCOME["error"].inc()
+            raise
+        if outcome is None:
+            metrics.CHECKOUT_REPLAYS.inc()
+        else:
+            metrics.CHECKOUTS_BY_OUTCOME[outcome].inc()
+        return response
+
+    async def _checkout(
+        self,
+        session_id: str,
+        *,
+        payment_token: str,
+        processor: PaymentProcessor,
+        idempotency_key: str | None,
+        request_id: str,
+    ) -> tuple[str | None, CheckoutResponse]:
+        """The checkout, and its outcome for the metrics (None for a replay)."""
         order_id = uuid.uuid4().hex
         idempotency = (
             [self._keys.idempotency(session_id, idempotency_key)] if idempotency_key else []
@@ -143,12 +181,10 @@ class OrderStore:
         if status == b"replay":
             if reply[0] == b"pending":
                 raise CheckoutInProgress()
-            return CheckoutResponse.recall(reply[0])
+            return None, CheckoutResponse.recall(reply[0])
         if status == b"empty":
-            metrics.CHECKOUTS.labels("empty").inc()
             raise EmptyCart()
         if status == b"insufficient_stock":
-            metrics.CHECKOUTS.labels("insufficient_stock").inc()
             response = _insufficient_stock(reply[0])
             if idempotency:
                 await call(
@@ -157,7 +193,7 @@ class OrderStore:
                         idempotency[0], response.remembered(), ex=self._idempotency_ttl
                     ),
                 )
-            return response
+            return "insufficient_stock", response
         if status != b"reserved":
             raise StoreError(f"unexpected reply from begin_checkout: {status!r}")
 
@@ -167,17 +203,15 @@ class OrderStore:
                 amount_cents=total_cents, token=payment_token, reference=order_id
             )
         except PaymentUnavailable as exc:
-            metrics.CHECKOUTS.labels("error").inc()
             await self._undo(session_id, order_id, "error", idempotency, remember=None)
             raise StoreUnavailable("The payment service is unavailable; try again shortly") from exc
         if not payment.approved:
-            metrics.CHECKOUTS.labels("declined").inc()
             declined = PaymentDeclined(
                 f"Payment declined: {payment.reason}" if payment.reason else None
             )
             response = CheckoutResponse(declined.status_code, error_body(declined))
             await self._undo(session_id, order_id, "declined", idempotency, remember=response)
-            return response
+            return "declined", response
 
         response = CheckoutResponse(
             200,
@@ -200,11 +234,9 @@ class OrderStore:
             ],
         )
         if outcome != b"paid":
-            metrics.CHECKOUTS.labels("error").inc()
             raise Conflict("The checkout took too long and was cancelled; nothing was ordered")
-        metrics.CHECKOUTS.labels("paid").inc()
         metrics.ORDER_VALUE.observe(total_cents)
-        return response
+        return "paid", response
 
     async def get_json(self, session_id: str, order_id: str) -> bytes:
         """An order of this session; `OrderNotFound` for any other session's order."""
