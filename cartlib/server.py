@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from cartlib import metrics
 from cartlib.logs import logging_config
 from cartlib.settings import get_settings
 
@@ -15,6 +16,9 @@ def run(app_factory: str, *, default_port: int) -> None:
     to `timeout_graceful_shutdown` seconds, which fits Kubernetes' default 30 s grace period.
     """
     settings = get_settings()
+    metrics.use_multiprocess_dir(
+        settings.prometheus_multiproc_dir, workers=settings.web_concurrency
+    )
     uvicorn.run(
         app_factory,
         factory=True,

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     port: int | None = Field(default=None, ge=1, le=65535)
     log_level: LogLevel = "info"
     web_concurrency: int = Field(default=1, ge=1, le=64)
+    # Where the workers keep their metric files when WEB_CONCURRENCY > 1; unset: a new
+    # directory under /tmp per start (see cartlib.metrics.use_multiprocess_dir).
+    prometheus_multiproc_dir: str | None = None
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
     redis_connect_timeout: float = Field(default=1.0, gt=0, le=30)

@@ -19,7 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from cartlib import metrics
 from cartlib.errors import CartError, StoreUnavailable, Unauthorized
@@ -62,7 +62,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stores = Stores.from_settings(settings or get_settings())
         app.state.stores = stores
-        metrics.BUILD_INFO.info({"service": title, "version": app_version})
+        metrics.BUILD_INFO.labels(title, app_version).set(1)
         for hook in on_startup:
             try:
                 await hook(stores)
@@ -70,6 +70,8 @@ def create_app(
                 # Start anyway: /readyz reports Redis, and the service recovers on its own.
                 logger.warning("startup hook %s skipped: Redis unavailable", hook.__name__)
         tasks = [asyncio.create_task(task(stores), name=task.__name__) for task in background]
+        if metrics.MULTIPROCESS:
+            tasks.append(asyncio.create_task(metrics.keep_pool_gauges_fresh()))
         try:
             yield
         finally:
@@ -77,6 +79,7 @@ def create_app(
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await stores.aclose()
+            metrics.forget_this_process()
 
     app = FastAPI(
         title=title,
@@ -156,4 +159,4 @@ async def readyz(request: Request) -> dict[str, str]:
 
 @_operations.get("/metrics", include_in_schema=False)
 async def prometheus_metrics() -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -11,7 +11,7 @@ from cartlib.keys import Keys
 
 
 def cache_count(namespace: str, result: str) -> float:
-    labels = {"namespace": namespace, "result": result}
+    labels = {"cache": namespace, "result": result}
     return REGISTRY.get_sample_value("cartlib_cache_requests_total", labels) or 0.0
 
 

@@ -6,8 +6,10 @@ import inspect
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 from redis import exceptions as redis_errors
 
+from cartlib import metrics
 from cartlib.errors import CartError, StoreError, StoreUnavailable
 from cartlib.redis import UNAVAILABLE_ERRORS, call, create_redis, translate_errors
 from cartlib.stores import Stores
@@ -75,7 +77,13 @@ async def test_a_refused_connection_is_unavailable_and_counted() -> None:
 
 async def test_the_pool_is_exported_as_gauges(stores: Stores) -> None:
     await stores.ping()
-    assert sample("cartlib_redis_pool_max_connections") == stores.settings.redis_max_connections
-    idle = sample("cartlib_redis_pool_connections", state="idle")
-    in_use = sample("cartlib_redis_pool_connections", state="in_use")
+    scraped = {
+        (sample.name, sample.labels.get("state")): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+    }
+    max_connections = scraped["cartlib_redis_pool_max_connections", None]
+    assert max_connections == stores.settings.redis_max_connections
+    idle = scraped["cartlib_redis_pool_connections", "idle"]
+    in_use = scraped["cartlib_redis_pool_connections", "in_use"]
     assert idle + in_use >= 1

@@ -1,0 +1,218 @@
+"""cartlib.metrics: each checkout counted once by outcome, and the multiprocess directory.
+
+(Aggregation across real uvicorn workers is proven in tests/observability.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import Redis
+
+from cartlib import metrics
+from cartlib.errors import CheckoutInProgress, Conflict, EmptyCart, StoreUnavailable
+from cartlib.keys import Keys
+from cartlib.orders import (
+    CheckoutResponse,
+    PaymentProcessor,
+    PaymentResult,
+    PaymentUnavailable,
+)
+from cartlib.stores import Stores
+from checkout.payments import TestProcessor
+from tests.cartlib.conftest import StockItem
+
+SESSION = "session-0001"
+REPLAYS = "replays"
+
+
+def counts() -> dict[str, float]:
+    """Every checkout outcome's count, and the replays."""
+    values = {
+        outcome: REGISTRY.get_sample_value("cartlib_checkouts_total", {"outcome": outcome})
+        for outcome in metrics.CHECKOUT_OUTCOMES
+    }
+    values[REPLAYS] = REGISTRY.get_sample_value("cartlib_checkout_replays_total")
+    assert None not in values.values(), values
+    return {name: value or 0.0 for name, value in values.items()}
+
+
+def counted_since(before: dict[str, float]) -> dict[str, float]:
+    """What was counted since `before`, without the zeros."""
+    return {name: value - before[name] for name, value in counts().items() if value != before[name]}
+
+
+async def checkout(
+    stores: Stores,
+    token: str = "tok_visa",
+    key: str | None = None,
+    processor: PaymentProcessor | None = None,
+) -> CheckoutResponse:
+    return await stores.orders.checkout(
+        SESSION,
+        payment_token=token,
+        processor=processor or TestProcessor(),
+        idempotency_key=key,
+    )
+
+
+def test_every_checkout_outcome_is_exported_from_the_start() -> None:
+    exported = metrics.exposition().decode()
+    for outcome in ("paid", "empty", "insufficient_stock", "declined", "error"):
+        assert f'cartlib_checkouts_total{{outcome="{outcome}"}}' in exported
+    assert "cartlib_checkout_replays_total " in exported
+
+
+async def test_a_paid_checkout_counts_once_with_its_value(
+    stores: Stores, stock_item: StockItem
+) -> None:
+    await stock_item("mug", stock=5, price_cents=1299)
+    await stores.carts.add(SESSION, "mug", 2)
+    value_count = REGISTRY.get_sample_value("cartlib_order_value_cents_count") or 0.0
+    value_sum = REGISTRY.get_sample_value("cartlib_order_value_cents_sum") or 0.0
+    before = counts()
+
+    assert (await checkout(stores)).status_code == 200
+
+    assert counted_since(before) == {"paid": 1}
+    assert REGISTRY.get_sample_value("cartlib_order_value_cents_count") == value_count + 1
+    assert REGISTRY.get_sample_value("cartlib_order_value_cents_sum") == value_sum + 2 * 1299
+
+
+async def test_an_empty_cart_counts_once(stores: Stores) -> None:
+    before = counts()
+    with pytest.raises(EmptyCart):
+        await checkout(stores)
+    assert counted_since(before) == {"empty": 1}
+
+
+async def test_a_declined_payment_counts_once(stores: Stores, stock_item: StockItem) -> None:
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 1)
+    before = counts()
+    assert (await checkout(stores, token="tok_declined")).status_code == 402
+    assert counted_since(before) == {"declined": 1}
+
+
+async def test_missing_stock_counts_once(
+    stores: Stores, stock_item: StockItem, raw_redis: Redis
+) -> None:
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 3)
+    await raw_redis.hset(Keys().stock, "mug", 1)
+    before = counts()
+    assert (await checkout(stores, key="key-1")).status_code == 409
+    assert counted_since(before) == {"insufficient_stock": 1}
+
+
+async def test_an_unavailable_payment_service_counts_as_an_error(
+    stores: Stores, stock_item: StockItem
+) -> None:
+    class DownProcessor:
+        async def charge(self, *, amount_cents: int, token: str, reference: str) -> PaymentResult:
+            raise PaymentUnavailable("connection refused")
+
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 1)
+    before = counts()
+    with pytest.raises(StoreUnavailable):
+        await checkout(stores, processor=DownProcessor())
+    assert counted_since(before) == {"error": 1}
+
+
+async def test_a_reservation_that_timed_out_counts_as_an_error(
+    stores: Stores, stock_item: StockItem
+) -> None:
+    class SlowProcessor:
+        """Pays only after the reservation has been given back (as if it took minutes)."""
+
+        async def charge(self, *, amount_cents: int, token: str, reference: str) -> PaymentResult:
+            await stores.orders.release_expired(now_ms=2**62)
+            return PaymentResult(approved=True)
+
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 1)
+    before = counts()
+    with pytest.raises(Conflict):
+        await checkout(stores, processor=SlowProcessor())
+    assert counted_since(before) == {"error": 1}
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
+async def test_a_replay_is_not_counted_again(
+    stores: Stores, stock_item: StockItem, token: str
+) -> None:
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 1)
+    before = counts()
+    first = await checkout(stores, token=token, key="key-1")
+    again = await checkout(stores, token=token, key="key-1")
+    assert again.status_code == first.status_code
+    outcome = "paid" if token == "tok_visa" else "declined"
+    assert counted_since(before) == {outcome: 1, REPLAYS: 1}
+
+
+async def test_a_replay_while_the_first_runs_is_not_counted_again(
+    stores: Stores, stock_item: StockItem
+) -> None:
+    release = asyncio.Event()
+
+    class WaitingProcessor:
+        async def charge(self, *, amount_cents: int, token: str, reference: str) -> PaymentResult:
+            await release.wait()
+            return PaymentResult(approved=True)
+
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 1)
+    before = counts()
+    first = asyncio.create_task(checkout(stores, key="k", processor=WaitingProcessor()))
+    await asyncio.sleep(0.05)
+    with pytest.raises(CheckoutInProgress):
+        await checkout(stores, key="k")
+    release.set()
+    assert (await first).status_code == 200
+    assert counted_since(before) == {"paid": 1, REPLAYS: 1}
+
+
+@pytest.fixture
+def clean_multiproc_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No PROMETHEUS_MULTIPROC_DIR (restored afterwards: services started by later tests
+    inherit this environment), and temporary directories made under `tmp_path`."""
+    monkeypatch.delenv(metrics.MULTIPROC_DIR_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+def test_one_worker_stays_single_process(clean_multiproc_env: Path) -> None:
+    assert metrics.use_multiprocess_dir(None, workers=1) is None
+    assert metrics.MULTIPROC_DIR_ENV not in os.environ
+    assert list(clean_multiproc_env.iterdir()) == []
+
+
+def test_several_workers_get_a_new_directory_under_tmp(clean_multiproc_env: Path) -> None:
+    first = metrics.use_multiprocess_dir(None, workers=2)
+    assert first is not None
+    assert first.parent == clean_multiproc_env
+    assert first.name.startswith("storefront-metrics-")
+    assert os.environ[metrics.MULTIPROC_DIR_ENV] == str(first)
+    second = metrics.use_multiprocess_dir(None, workers=2)
+    assert second != first  # one per start: nothing of an earlier start is counted
+
+
+def test_a_configured_directory_is_emptied_of_earlier_files(clean_multiproc_env: Path) -> None:
+    configured = clean_multiproc_env / "configured" / "metrics"
+    configured.mkdir(parents=True)
+    stale = [configured / "counter_1.db", configured / "gauge_livesum_2.db"]
+    own = configured / f"counter_{os.getpid()}.db"
+    for path in [*stale, own]:
+        path.write_bytes(b"")
+
+    assert metrics.use_multiprocess_dir(str(configured), workers=1) == configured
+
+    assert os.environ[metrics.MULTIPROC_DIR_ENV] == str(configured)
+    assert sorted(configured.iterdir()) == [own]  # this process's files are open: kept
