@@ -1,0 +1,337 @@
+{{- /*
+The resources of one storefront service (inventory or checkout), shared by both: each
+templates/<component>/<kind>.yaml includes one of these with
+(dict "context" $ "component" "<component>"), and the component's values are
+.Values.<component>.
+*/ -}}
+
+{{/* ConfigMap with the service's non-secret environment (config.* as CONFIG_NAME, HOST, PORT, WEB_CONCURRENCY). */}}
+{{- define "storefront.app.configmap" -}}
+{{- $ctx := .context -}}
+{{- $values := index $ctx.Values .component -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+data:
+  HOST: "0.0.0.0"
+  PORT: {{ $values.containerPort | toString | quote }}
+  WEB_CONCURRENCY: {{ $values.webConcurrency | toString | quote }}
+  {{- range $key, $value := $ctx.Values.config }}
+  {{ $key | snakecase | upper }}: {{ $value | toString | quote }}
+  {{- end }}
+{{- end -}}
+
+{{/* Deployment of the service: rolling updates that never drop below the desired pods, restricted security, probes on /healthz and /readyz. */}}
+{{- define "storefront.app.deployment" -}}
+{{- $ctx := .context -}}
+{{- $values := index $ctx.Values .component -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- if not $values.autoscaling.enabled }}
+  replicas: {{ $values.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: {{ $values.revisionHistoryLimit }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 1
+  selector:
+    matchLabels:
+      {{- include "storefront.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "storefront.labels" . | nindent 8 }}
+        {{- with $values.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ include "storefront.app.configmap" . | sha256sum }}
+        checksum/secret: {{ include "storefront.secretChecksum" $ctx }}
+        {{- with $values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "storefront.serviceAccountName" . }}
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      {{- with $ctx.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $values.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
+      {{- with $values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- if $values.topologySpread.enabled }}
+      topologySpreadConstraints:
+        {{- range $topologyKey := list "topology.kubernetes.io/zone" "kubernetes.io/hostname" }}
+        - topologyKey: {{ $topologyKey }}
+          maxSkew: {{ $values.topologySpread.maxSkew }}
+          whenUnsatisfiable: {{ $values.topologySpread.whenUnsatisfiable }}
+          labelSelector:
+            matchLabels:
+              {{- include "storefront.selectorLabels" $ | nindent 14 }}
+          matchLabelKeys:
+            - pod-template-hash
+        {{- end }}
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ include "storefront.image" (dict "image" $values.image "context" $ctx) }}
+          imagePullPolicy: {{ $values.image.pullPolicy }}
+          ports:
+            - name: http
+              containerPort: {{ $values.containerPort }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "storefront.componentName" . }}
+            {{- with $values.extraEnvFrom }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          env:
+            {{- include "storefront.secretEnv" $ctx | trim | nindent 12 }}
+            {{- with $values.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          {{- if $values.startupProbe.enabled }}
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            periodSeconds: {{ $values.startupProbe.periodSeconds }}
+            failureThreshold: {{ $values.startupProbe.failureThreshold }}
+          {{- end }}
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: http
+            {{- toYaml $values.livenessProbe | nindent 12 }}
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: http
+            {{- toYaml $values.readinessProbe | nindent 12 }}
+          resources:
+            {{- toYaml $values.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $values.containerSecurityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+{{- end -}}
+
+{{/* ClusterIP Service of the service, port named http. */}}
+{{- define "storefront.app.service" -}}
+{{- $ctx := .context -}}
+{{- $values := index $ctx.Values .component -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx "annotations" $values.service.annotations) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  type: ClusterIP
+  ports:
+    - name: http
+      port: {{ $values.service.port }}
+      targetPort: http
+      protocol: TCP
+  selector:
+    {{- include "storefront.selectorLabels" . | nindent 4 }}
+{{- end -}}
+
+{{/* ServiceAccount of the service, when serviceAccount.create; its token is never mounted. */}}
+{{- define "storefront.app.serviceAccount" -}}
+{{- $ctx := .context -}}
+{{- $values := index $ctx.Values .component -}}
+{{- if $values.serviceAccount.create -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "storefront.serviceAccountName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx "annotations" $values.serviceAccount.annotations) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+{{- end -}}
+{{- end -}}
+
+{{/* HorizontalPodAutoscaler (autoscaling/v2) of the service, when autoscaling.enabled. */}}
+{{- define "storefront.app.hpa" -}}
+{{- $ctx := .context -}}
+{{- $values := index $ctx.Values .component -}}
+{{- if $values.autoscaling.enabled -}}
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ include "storefront.componentName" . }}
+  minReplicas: {{ $values.autoscaling.minReplicas }}
+  maxReplicas: {{ $values.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $values.autoscaling.targetCPUUtilizationPercentage }}
+    {{- with $values.autoscaling.targetMemoryUtilizationPercentage }}
+    - type: Resource
+      resource:
+        name: memory
+        target:
+          type: Utilization
+          averageUtilization: {{ . }}
+    {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* PodDisruptionBudget of a component (inventory, checkout or redis), when pdb.create: minAvailable if set, else maxUnavailable (default 1). */}}
+{{- define "storefront.pdb" -}}
+{{- $ctx := .context -}}
+{{- $pdb := (index $ctx.Values .component).pdb -}}
+{{- if $pdb.create -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  {{- if ne (toString $pdb.minAvailable) "" }}
+  minAvailable: {{ $pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ ne (toString $pdb.maxUnavailable) "" | ternary $pdb.maxUnavailable 1 }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "storefront.selectorLabels" . | nindent 6 }}
+{{- end -}}
+{{- end -}}
+
+{{/* NetworkPolicy of the service, when networkPolicy.enabled: ingress to its port; egress to Redis and DNS only. */}}
+{{- define "storefront.app.networkPolicy" -}}
+{{- $ctx := .context -}}
+{{- $values := index $ctx.Values .component -}}
+{{- $policy := $ctx.Values.networkPolicy -}}
+{{- if $policy.enabled -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.namespace" $ctx }}
+  labels:
+    {{- include "storefront.labels" . | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "storefront.selectorLabels" . | nindent 6 }}
+  policyTypes:
+    - Ingress
+    - Egress
+  ingress:
+    - ports:
+        - port: {{ $values.containerPort }}
+          protocol: TCP
+      {{- if not $policy.allowExternal }}
+      from:
+        - podSelector:
+            matchLabels:
+              {{- include "storefront.clientLabel" $ctx | nindent 14 }}
+      {{- end }}
+    {{- with $policy.extraIngress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  egress:
+    {{- if $ctx.Values.redis.enabled }}
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- include "storefront.selectorLabels" (dict "context" $ctx "component" "redis") | nindent 14 }}
+      ports:
+        - port: 6379
+          protocol: TCP
+    {{- else }}
+    - ports:
+        - port: {{ $ctx.Values.externalRedis.port }}
+          protocol: TCP
+    {{- end }}
+    - ports:
+        - port: 53
+          protocol: UDP
+        - port: 53
+          protocol: TCP
+    {{- with $policy.extraEgress }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end -}}
+{{- end -}}
