@@ -6,11 +6,12 @@
 inside a service image, and tests/e2e runs it against the built images. Standard library
 only, so it runs in any image with Python 3.11+.
 
-Steps: wait until both services are ready (a few retries), start a guest session, pick the
-first item in stock, add one unit through inventory, read the cart through checkout and find
-the line, then remove the line again. Nothing is checked out and no cart is left behind (an
-emptied cart is no Redis key; stock is only taken at checkout). One line per step on stdout;
-exit 0 on success, 1 with the failed step and the reason on stderr, 2 for bad arguments.
+Steps: wait until both services are ready (10 tries, 3 s apart; --ready-attempts), start a
+guest session, pick the first item in stock, add one unit through inventory, read the cart
+through checkout and find the line, then remove the line again. Nothing is checked out and
+no cart is left behind (an emptied cart is no Redis key; stock is only taken at checkout).
+One line per step on stdout; exit 0 on success, 1 with the failed step and the reason on
+stderr, 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -75,21 +76,21 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def wait_until_ready(client: Client, name: str, base_url: str) -> None:
+def wait_until_ready(client: Client, name: str, base_url: str, attempts: int) -> None:
     """Poll `/readyz` (200 once the service answers and reaches Redis) a few times."""
     last_problem = ""
-    for attempt in range(1, READY_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             client.call("GET", f"{base_url}/readyz", expect=200)
         except SmokeFailure as exc:
             last_problem = str(exc)
-            if attempt < READY_ATTEMPTS:
-                say(f"  {name} not ready yet (attempt {attempt}/{READY_ATTEMPTS}): {exc}")
+            if attempt < attempts:
+                say(f"  {name} not ready yet (attempt {attempt}/{attempts}): {exc}")
                 time.sleep(READY_INTERVAL_SECONDS)
         else:
             say(f"ok   {name} is ready at {base_url}")
             return
-    raise SmokeFailure(f"{name} not ready after {READY_ATTEMPTS} attempts: {last_problem}")
+    raise SmokeFailure(f"{name} not ready after {attempts} attempt(s): {last_problem}")
 
 
 def find_line(cart: Any, item_id: str) -> dict[str, Any] | None:
@@ -99,10 +100,10 @@ def find_line(cart: Any, item_id: str) -> dict[str, Any] | None:
     return next((line for line in items if line.get("id") == item_id), None)
 
 
-def run(inventory: str, checkout: str) -> None:
+def run(inventory: str, checkout: str, *, ready_attempts: int = READY_ATTEMPTS) -> None:
     client = Client()
-    wait_until_ready(client, "inventory", inventory)
-    wait_until_ready(client, "checkout", checkout)
+    wait_until_ready(client, "inventory", inventory, ready_attempts)
+    wait_until_ready(client, "checkout", checkout, ready_attempts)
 
     session = client.call("POST", f"{inventory}/sessions", expect=201)
     client.token = session["token"]  # never printed: it is a credential
@@ -159,18 +160,28 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             default=os.environ.get(env),
             help=f"base URL of {name}, e.g. http://{name}:{default_port} (default: ${env})",
         )
+    parser.add_argument(
+        "--ready-attempts",
+        type=int,
+        default=READY_ATTEMPTS,
+        metavar="N",
+        help=f"readiness checks per service, {READY_INTERVAL_SECONDS:g} s apart "
+        f"(default: {READY_ATTEMPTS})",
+    )
     # argparse passes a string default (from the environment) through `type` too.
     args = parser.parse_args(argv)
     for name in ("inventory", "checkout"):
         if getattr(args, name) is None:
             parser.error(f"give --{name} or set {name.upper()}_URL")
+    if args.ready_attempts < 1:
+        parser.error("--ready-attempts must be at least 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        run(args.inventory, args.checkout)
+        run(args.inventory, args.checkout, ready_attempts=args.ready_attempts)
     except SmokeFailure as exc:
         print(f"FAIL {exc}", file=sys.stderr, flush=True)
         return 1
