@@ -72,7 +72,11 @@ $(LOADGEN_STAMP): $(STAMP)
 loadgen: $(LOADGEN_STAMP)  ## Locust walks the shop flow against a local stack (headless, bounded)
 	$(BIN)/python -m bench.loadgen
 
-test: $(STAMP) lint redis-images chart-tools images wrk  ## Every test, against real Redis in Docker
+.PHONY: prometheus
+prometheus:  ## Install Prometheus and promtool (Debian's) when missing: the observability tests (root only)
+	tools/install-prometheus.sh
+
+test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
 
 clean:  ## Remove the virtualenv and caches
