@@ -145,6 +145,15 @@ def test_deployments_roll_without_losing_capacity(
         spec = deployment["spec"]
         assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
         assert spec["revisionHistoryLimit"] >= 1
+        # A deleted pod keeps serving while its endpoint is withdrawn, then has the 20 s
+        # uvicorn gives in-flight requests (cartlib.server) before SIGKILL.
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        sleep = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert sleep[:2] == ["python", "-c"]
+        seconds = re.fullmatch(r"import time; time.sleep\((\d+)\)", sleep[2])
+        assert seconds is not None
+        assert pod["terminationGracePeriodSeconds"] >= int(seconds[1]) + 20
         hpa = rendered.find("HorizontalPodAutoscaler", deployment["metadata"]["name"])
         # With an autoscaler the Deployment leaves replicas to it (an upgrade would reset them).
         assert ("replicas" in spec) is (hpa is None)

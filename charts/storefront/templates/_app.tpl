@@ -136,6 +136,16 @@ spec:
             periodSeconds: {{ $values.startupProbe.periodSeconds }}
             failureThreshold: {{ $values.startupProbe.failureThreshold }}
           {{- end }}
+          {{- if $values.preStopSleepSeconds }}
+          # Keep serving while the endpoint removal reaches every node, then take SIGTERM.
+          lifecycle:
+            preStop:
+              exec:
+                command:
+                  - python
+                  - -c
+                  - import time; time.sleep({{ $values.preStopSleepSeconds }})
+          {{- end }}
           livenessProbe:
             httpGet:
               path: /healthz
@@ -263,10 +273,12 @@ metadata:
     {{- . | nindent 4 }}
   {{- end }}
 spec:
-  {{- if ne (toString $pdb.minAvailable) "" }}
+  {{- if include "storefront.isSet" $pdb.minAvailable }}
   minAvailable: {{ $pdb.minAvailable }}
+  {{- else if include "storefront.isSet" $pdb.maxUnavailable }}
+  maxUnavailable: {{ $pdb.maxUnavailable }}
   {{- else }}
-  maxUnavailable: {{ ne (toString $pdb.maxUnavailable) "" | ternary $pdb.maxUnavailable 1 }}
+  maxUnavailable: 1
   {{- end }}
   selector:
     matchLabels:

@@ -222,11 +222,16 @@ storefront: {{ .component }}.autoscaling.minReplicas
 {{/* Validation: a PodDisruptionBudget sets minAvailable or maxUnavailable, not both; takes (dict "context" $ "component" "inventory"). */}}
 {{- define "storefront.validateValues.pdb" -}}
 {{- $pdb := (index .context.Values .component).pdb -}}
-{{- if and $pdb.create (ne (toString $pdb.minAvailable) "") (ne (toString $pdb.maxUnavailable) "") -}}
+{{- if and $pdb.create (include "storefront.isSet" $pdb.minAvailable) (include "storefront.isSet" $pdb.maxUnavailable) -}}
 storefront: {{ .component }}.pdb
     {{ .component }}.pdb sets both minAvailable and maxUnavailable; a PodDisruptionBudget takes one:
-    --set {{ .component }}.pdb.maxUnavailable=null (or --set {{ .component }}.pdb.minAvailable=null)
+    --set {{ .component }}.pdb.maxUnavailable="" (or --set {{ .component }}.pdb.minAvailable="")
 {{- end -}}
+{{- end -}}
+
+{{/* "true" when a value is neither missing (null) nor "" (0 is set). */}}
+{{- define "storefront.isSet" -}}
+{{- if not (or (kindIs "invalid" .) (eq (toString .) "")) }}true{{ end -}}
 {{- end -}}
 
 {{/* Warnings printed by NOTES.txt. */}}
