@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -265,6 +266,9 @@ def bench(mode: Mode, out_dir: Path, threads: int) -> dict[str, Any]:
     run_dir = RUNS / f"{mode.name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     say(f"{mode.name} run; logs and data in {run_dir}")
+    load = os.getloadavg()[0]
+    if load > 1.0:
+        say(f"warning: load average {load:.1f} before starting: figures will be low and noisy")
     stack = start(run_dir)
     try:
         harness = Harness(mode, stack, threads)
@@ -309,7 +313,7 @@ def bench(mode: Mode, out_dir: Path, threads: int) -> dict[str, Any]:
                 "CATALOG_FILE": f"{data.ITEM_COUNT} items, stock {data.STOCK} each",
             },
         },
-        "machine": machine,
+        "machine": {**machine, "load_average_at_end": list(os.getloadavg())},
         "instrumentation": instrumentation,
         "scenarios": scenarios,
         "sweep": [
