@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -111,30 +110,48 @@ def failures(shop: Shop) -> None:
     expect(shop.client.get(f"{shop.checkout}/orders/{'0' * 32}", headers=first), 404)
 
 
-def redis_outage(shop: Shop, redis: RestartableRedis) -> None:
-    """Freeze Redis for a moment: calls time out, the services answer 503, a checkout in
-    flight fails (outcome `error`), and both recover when Redis answers again."""
+def redis_outage(shop: Shop, redis: RestartableRedis, seconds: float) -> None:
+    """Freeze Redis for `seconds`: calls time out (1 s each), the services answer 503, a
+    checkout in flight fails (outcome `error`), and both recover when Redis answers again.
+    Carts are read again and again meanwhile: rate() misses the first increment of a new
+    series, so errors must keep coming over several scrapes to show on the dashboard."""
     in_flight = shop.session()
     expect(shop.add(in_flight, "badger-hoodie"), 201)
     redis.pause()
+    thawed_at = time.monotonic() + seconds
+
+    def read_carts_until_thawed(service: str) -> list[int]:
+        statuses = []
+        while time.monotonic() + 1.5 < thawed_at:  # each call ends before Redis is back
+            statuses.append(shop.client.get(f"{service}/cart", headers=in_flight).status_code)
+        return statuses
+
     try:
-        calls: list[Callable[[], httpx.Response]] = [
-            lambda: shop.pay(in_flight),
-            lambda: shop.client.get(f"{shop.checkout}/cart", headers=in_flight),
-            lambda: shop.client.get(f"{shop.inventory}/cart", headers=in_flight),
-            lambda: shop.client.get(f"{shop.inventory}/readyz"),
-            lambda: shop.client.get(f"{shop.checkout}/readyz"),
-        ]
-        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            statuses = [response.status_code for response in pool.map(lambda call: call(), calls)]
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            once = [
+                pool.submit(shop.pay, in_flight),
+                pool.submit(shop.client.get, f"{shop.inventory}/readyz"),
+                pool.submit(shop.client.get, f"{shop.checkout}/readyz"),
+            ]
+            repeated = [
+                pool.submit(read_carts_until_thawed, service)
+                for service in (shop.inventory, shop.checkout)
+            ]
+            statuses = [future.result().status_code for future in once]
+            statuses += [status for future in repeated for status in future.result()]
+        time.sleep(max(0.0, thawed_at - time.monotonic()))
     finally:
         redis.unpause()
-    assert statuses == [503] * len(calls), statuses
+    assert statuses == [503] * len(statuses), statuses
+    assert len(statuses) >= len(once) + 2 * 2, "too few calls while Redis was frozen"
 
 
-def drive(shop: Shop, redis: RestartableRedis, *, shoppers: int = 3, phase: float = 3.0) -> None:
-    """Steady shoppers throughout; the failures after `phase` seconds, the Redis outage
-    after another, and `phase` seconds of recovery at the end."""
+def drive(
+    shop: Shop, redis: RestartableRedis, *, shoppers: int = 3, phase: float = 4.0
+) -> dict[str, float]:
+    """Steady shoppers throughout; the failures after `phase` seconds, a 4 s Redis outage
+    `phase` / 2 seconds later, and `phase` seconds of recovery at the end. Returns when
+    the failures and the outage began and ended (Unix time)."""
     for item_id, price_cents in CATALOG.items():
         shop.put_item(item_id, stock=1_000_000, price_cents=price_cents)
     stop = threading.Event()
@@ -147,13 +164,18 @@ def drive(shop: Shop, redis: RestartableRedis, *, shoppers: int = 3, phase: floa
 
     with ThreadPoolExecutor(max_workers=shoppers) as pool:
         running = [pool.submit(keep_shopping, seed) for seed in range(shoppers)]
+        events = {}
         try:
             time.sleep(phase)
+            events["failures"] = time.time()
             failures(shop)
             time.sleep(phase / 2)
-            redis_outage(shop, redis)
+            events["redis frozen"] = time.time()
+            redis_outage(shop, redis, seconds=4.0)
+            events["redis back"] = time.time()
             time.sleep(phase)
         finally:
             stop.set()
         for shopper in running:
             shopper.result()
+    return events

@@ -45,7 +45,7 @@ from tests.services._stack import LOGS, running_stack
 JOBS = ("storefront-inventory", "storefront-checkout")
 # What Grafana puts in for $__rate_interval with 1 s scrapes is 4 s; a little more smooths
 # the picture.
-RATE_INTERVAL = "10s"
+RATE_INTERVAL = "5s"
 SCRAPED_TIMEOUT = 30.0
 DASHBOARD_DATA = Path(os.environ.get("STOREFRONT_DASHBOARD_DATA", LOGS / "dashboard-data.json"))
 
@@ -75,6 +75,7 @@ class Live:
     prometheus: Prometheus
     started: float  # when the traffic started, and when it stopped
     stopped: float
+    events: dict[str, float]  # when the failures and the Redis outage began and ended
     variables: dict[str, str]
 
     def substitute(self, expr: str) -> str:
@@ -100,10 +101,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         with running_prometheus(binary, config, tmp_path_factory.mktemp("prometheus")) as prom:
             wait_until(lambda: prom.value("sum(up)") == len(JOBS), "both services scraped")
             started = time.time()
-            drive(Shop.of(stack, client), redis)
+            events = drive(Shop.of(stack, client), redis)
             stopped = time.time()
             wait_until(lambda: scraped_after(prom, stopped), "the last traffic scraped")
-            yield Live(prom, started, stopped, variables=grafana_variables(prom))
+            yield Live(prom, started, stopped, events, variables=grafana_variables(prom))
 
 
 def wait_until(condition: Any, what: str, timeout: float = SCRAPED_TIMEOUT) -> None:
@@ -220,5 +221,13 @@ def test_save_the_dashboard_data_for_the_picture(live: Live) -> None:
         )
     DASHBOARD_DATA.parent.mkdir(parents=True, exist_ok=True)
     DASHBOARD_DATA.write_text(
-        json.dumps({"start": start, "end": end, "rate_interval": RATE_INTERVAL, "panels": panels})
+        json.dumps(
+            {
+                "start": start,
+                "end": end,
+                "rate_interval": RATE_INTERVAL,
+                "events": live.events,
+                "panels": panels,
+            }
+        )
     )
