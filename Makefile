@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit docker-ready redis-images clean help
+.PHONY: manifests run test lint typecheck unit docker-ready redis-images clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ loadgen: $(LOADGEN_STAMP)  ## Locust walks the shop flow against a local stack (
 .PHONY: prometheus
 prometheus:  ## Install Prometheus and promtool (Debian's) when missing: the observability tests (root only)
 	tools/install-prometheus.sh
+
+manifests: $(STAMP) helm  ## Re-render k8s/base and k8s/components from the Helm chart
+	$(BIN)/python tools/render_manifests.py
 
 test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
