@@ -183,7 +183,10 @@ async def test_a_replay_while_the_first_runs_is_not_counted_again(
 def clean_multiproc_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No PROMETHEUS_MULTIPROC_DIR (restored afterwards: services started by later tests
     inherit this environment), and temporary directories made under `tmp_path`."""
-    monkeypatch.delenv(metrics.MULTIPROC_DIR_ENV, raising=False)
+    # setenv first: delenv alone records nothing to undo when the variable is unset, and
+    # the variable that use_multiprocess_dir() sets would then outlive the test.
+    monkeypatch.setenv(metrics.MULTIPROC_DIR_ENV, "")
+    monkeypatch.delenv(metrics.MULTIPROC_DIR_ENV)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     return tmp_path
 

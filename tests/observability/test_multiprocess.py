@@ -91,6 +91,7 @@ def service(redis7_url: str, client: httpx.Client) -> Iterator[Service]:
         redis7_url,
         WEB_CONCURRENCY=str(WORKERS),
         REDIS_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
+        PROMETHEUS_MULTIPROC_DIR=None,  # the default: a new directory under /tmp
     )
     try:
         # /healthz answers as soon as one worker has started: wait for every worker's pool.
