@@ -29,6 +29,19 @@ data:
   {{- end }}
 {{- end -}}
 
+{{/* Pod annotations of a service: prometheus.io/* when metrics.scrapeAnnotations.enabled, then its podAnnotations (which win); takes (dict "context" $ "component" "inventory"); empty when there are none. */}}
+{{- define "storefront.app.podAnnotations" -}}
+{{- $values := index .context.Values .component -}}
+{{- $annotations := dict -}}
+{{- if .context.Values.metrics.scrapeAnnotations.enabled -}}
+{{- $annotations = dict "prometheus.io/scrape" "true" "prometheus.io/port" ($values.containerPort | toString) "prometheus.io/path" "/metrics" -}}
+{{- end -}}
+{{- $all := merge (dict) (default (dict) $values.podAnnotations) $annotations -}}
+{{- if $all }}
+{{- toYaml $all }}
+{{- end -}}
+{{- end -}}
+
 {{/* Deployment of the service: rolling updates that never drop below the desired pods, restricted security, probes on /healthz and /readyz. */}}
 {{- define "storefront.app.deployment" -}}
 {{- $ctx := .context -}}
@@ -67,8 +80,8 @@ spec:
       annotations:
         checksum/config: {{ include "storefront.app.configmap" . | sha256sum }}
         checksum/secret: {{ include "storefront.secretChecksum" $ctx }}
-        {{- with $values.podAnnotations }}
-        {{- toYaml . | nindent 8 }}
+        {{- with include "storefront.app.podAnnotations" . }}
+        {{- . | nindent 8 }}
         {{- end }}
     spec:
       serviceAccountName: {{ include "storefront.serviceAccountName" . }}
@@ -320,6 +333,21 @@ spec:
             matchLabels:
               {{- include "storefront.clientLabel" $ctx | nindent 14 }}
       {{- end }}
+    {{- $scraper := dict }}
+    {{- with $policy.metrics.namespaceSelector }}
+    {{- $_ := set $scraper "namespaceSelector" . }}
+    {{- end }}
+    {{- with $policy.metrics.podSelector }}
+    {{- $_ := set $scraper "podSelector" . }}
+    {{- end }}
+    {{- if $scraper }}
+    # Prometheus scraping /metrics (networkPolicy.metrics): one peer, so both selectors must match.
+    - ports:
+        - port: {{ $values.containerPort }}
+          protocol: TCP
+      from:
+        {{- toYaml (list $scraper) | nindent 8 }}
+    {{- end }}
     {{- with $policy.extraIngress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -345,5 +373,45 @@ spec:
     {{- with $policy.extraEgress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* ServiceMonitor of the service (Prometheus Operator), when metrics.serviceMonitor.enabled: scrapes /metrics on port http of the service's Service, and relabels job to storefront-<component> (after the operator's own job label, the Service's name, which carries the release name); namespace stays the Service's. */}}
+{{- define "storefront.app.serviceMonitor" -}}
+{{- $ctx := .context -}}
+{{- $monitor := $ctx.Values.metrics.serviceMonitor -}}
+{{- if $monitor.enabled -}}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "storefront.componentName" . }}
+  namespace: {{ include "storefront.metrics.namespace" (dict "context" $ctx "namespace" $monitor.namespace) }}
+  labels:
+    {{- include "storefront.metrics.labels" (dict "context" $ctx "component" .component "labels" $monitor.labels) | nindent 4 }}
+  {{- with include "storefront.annotations" (dict "context" $ctx) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
+spec:
+  namespaceSelector:
+    matchNames:
+      - {{ include "storefront.namespace" $ctx }}
+  selector:
+    matchLabels:
+      {{- include "storefront.selectorLabels" . | nindent 6 }}
+  endpoints:
+    - port: http
+      path: /metrics
+      scheme: http
+      {{- with $monitor.interval }}
+      interval: {{ . }}
+      {{- end }}
+      {{- with $monitor.scrapeTimeout }}
+      scrapeTimeout: {{ . }}
+      {{- end }}
+      relabelings:
+        - action: replace
+          targetLabel: job
+          replacement: {{ include "storefront.metrics.job" .component }}
 {{- end -}}
 {{- end -}}

@@ -64,6 +64,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* Labels of a metrics object (ServiceMonitor, PrometheusRule, dashboard ConfigMap): the standard labels, with extra ones (e.g. release: kube-prometheus-stack for its selectors) merged over them; takes (dict "context" $ "component" "inventory" "labels" $extra). */}}
+{{- define "storefront.metrics.labels" -}}
+{{- $standard := include "storefront.labels" (dict "context" .context "component" .component) | fromYaml -}}
+{{- toYaml (merge (dict) (default (dict) .labels) $standard) -}}
+{{- end -}}
+
+{{/* Namespace of a metrics object: its own override (e.g. the monitoring namespace), else the release's; takes (dict "context" $ "namespace" $override). */}}
+{{- define "storefront.metrics.namespace" -}}
+{{- default (include "storefront.namespace" .context) .namespace -}}
+{{- end -}}
+
+{{/* The job label the shipped rules and dashboard select (job=~"storefront-.+"): storefront-<component>, whatever the release is called; takes the component. */}}
+{{- define "storefront.metrics.job" -}}
+{{- printf "storefront-%s" . -}}
+{{- end -}}
+
 {{/* Label that lets a pod reach the services when networkPolicy.allowExternal is false. */}}
 {{- define "storefront.clientLabel" -}}
 {{ include "storefront.fullname" . }}-client: "true"
@@ -251,6 +267,12 @@ storefront: {{ .component }}.pdb
 {{- end -}}
 {{- if not .Values.networkPolicy.enabled -}}
 {{- $warnings = append $warnings "networkPolicy.enabled is false: any pod in the cluster can reach inventory and checkout (Redis is still restricted)." -}}
+{{- end -}}
+{{- $policy := .Values.networkPolicy -}}
+{{- $scraped := or .Values.metrics.serviceMonitor.enabled .Values.metrics.scrapeAnnotations.enabled -}}
+{{- $metricsRule := or $policy.metrics.namespaceSelector $policy.metrics.podSelector -}}
+{{- if and $policy.enabled (not $policy.allowExternal) $scraped (not $metricsRule) (not $policy.extraIngress) -}}
+{{- $warnings = append $warnings "the services' NetworkPolicies admit only labelled clients (networkPolicy.allowExternal=false), so Prometheus cannot scrape them: set networkPolicy.metrics.namespaceSelector and podSelector to Prometheus' namespace and pods." -}}
 {{- end -}}
 {{- range $warnings }}
 WARNING: {{ . }}
