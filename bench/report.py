@@ -29,7 +29,15 @@ PACKAGES = (
     "prometheus-client",
 )
 # Files whose uncommitted changes would make the results differ from the git revision's.
-_RELEVANT_PATHS = ("cartlib", "inventory", "checkout", "bench", "pyproject.toml")
+_RELEVANT_PATHS = (
+    "cartlib",
+    "inventory",
+    "checkout",
+    "bench",
+    "pyproject.toml",
+    ":(exclude)bench/results",
+    ":(exclude)bench/README.md",
+)
 
 # Round trips are counted from Redis's read events: connections opened during a run and
 # health-check PINGs add a few, and so do the requests still in flight when wrk stops.
