@@ -234,6 +234,12 @@ def profile(scenario: str, duration_s: int, rate: int, blocking: bool, out_dir: 
         "rate_hz": rate,
         "py_spy": "blocking" if blocking else "nonblocking",
         "rps_while_profiled": results[0].rps if results else None,
+        # Sampled (not idle) time of the service per request: compares scenarios.
+        "busy_ms_per_request": (
+            summary["samples"] / rate / (results[0].rps * duration_s) * 1000
+            if results and results[0].rps
+            else None
+        ),
         "git_revision": subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
@@ -245,7 +251,8 @@ def profile(scenario: str, duration_s: int, rate: int, blocking: bool, out_dir: 
     heading = (
         f"py-spy ({result['py_spy']}, {rate} Hz, {duration_s} s), inventory, {scenario} at "
         f"{CONNECTIONS} connections, {summary['samples']} samples, "
-        f"{result['rps_while_profiled'] or 0:.0f} req/s while profiled"
+        f"{result['rps_while_profiled'] or 0:.0f} req/s while profiled, "
+        f"{result['busy_ms_per_request'] or 0:.2f} ms of busy service time per request"
     )
     table = markdown(summary)
     (out_dir / f"profile-{stamp}.md").write_text(f"{heading}\n\n{table}\n")

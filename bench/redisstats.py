@@ -16,6 +16,10 @@ Two counts, because Redis counts the commands a Lua script runs in `commandstats
   buffer (16 KB; every request in these scenarios is far smaller), whatever the commands
   are. The EVALSHA + EVAL count is given too: for a cart operation it equals the round
   trips; the floor's pipelined HINCRBY + EXPIRE is 2 commands in 1 round trip.
+
+And what a request costs Redis in time: its CPU (`used_cpu_user` + `used_cpu_sys`: commands,
+scripts, network) and the time spent running scripts (`usec` of EVALSHA and EVAL), per
+request. On a 2-core machine Redis shares the cores with the service and wrk.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ _HARNESS_COMMANDS = frozenset({"info"})
 class Snapshot:
     reads: int
     commands: dict[str, int]
+    usec: dict[str, int]  # time Redis spent in each command (a script's includes its calls)
+    cpu_s: float  # Redis's CPU time, user + system: scripts, commands, network, everything
     harness_calls: int  # INFO calls the harness had made, this one included
 
 
@@ -63,12 +69,14 @@ class RedisCounter:
 
     def snapshot(self) -> Snapshot:
         info = self.info("all")
-        commands = {
-            key.removeprefix("cmdstat_"): int(value["calls"])
-            for key, value in info.items()
-            if key.startswith("cmdstat_")
-        }
-        return Snapshot(int(info["total_reads_processed"]), commands, self.calls)
+        stats = {k.removeprefix("cmdstat_"): v for k, v in info.items() if k.startswith("cmdstat_")}
+        return Snapshot(
+            reads=int(info["total_reads_processed"]),
+            commands={name: int(value["calls"]) for name, value in stats.items()},
+            usec={name: int(value["usec"]) for name, value in stats.items()},
+            cpu_s=float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            harness_calls=self.calls,
+        )
 
 
 def delta(before: Snapshot, after: Snapshot, requests: int) -> dict[str, Any]:
@@ -82,12 +90,18 @@ def delta(before: Snapshot, after: Snapshot, requests: int) -> dict[str, Any]:
     reads = after.reads - before.reads - (after.harness_calls - before.harness_calls)
     commands = sum(calls.values())
     scripts = sum(count for name, count in calls.items() if name in SCRIPT_COMMANDS)
+    script_usec = sum(
+        after.usec.get(name, 0) - before.usec.get(name, 0) for name in SCRIPT_COMMANDS
+    )
     per = 1 / requests if requests else 0.0
     return {
         "requests_sent": requests,
         "round_trips_per_request": reads * per,
         "commands_per_request": commands * per,
         "script_calls_per_request": scripts * per,
+        # Redis's own CPU per request (includes the harness's few INFO calls: negligible).
+        "cpu_us_per_request": (after.cpu_s - before.cpu_s) * 1e6 * per,
+        "script_us_per_request": script_usec * per,
         "read_events": reads,
         "commands": commands,
         "calls_per_request": {

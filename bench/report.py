@@ -268,7 +268,7 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
 
 def scenario_table(scenarios: dict[str, Record]) -> str:
     headers = ["scenario", "conns", "workers", "req/s", "p50 ms", "p99 ms", "p99/p50"]
-    headers += ["errors", "round trips", "commands"]
+    headers += ["errors", "round trips", "commands", "redis cpu us"]
     rows = []
     for name, r in scenarios.items():
         lat = r["latency_ms"]
@@ -284,6 +284,7 @@ def scenario_table(scenarios: dict[str, Record]) -> str:
                 str(r["errors_total"]),
                 f"{r['redis']['round_trips_per_request']:.3f}",
                 f"{r['redis']['commands_per_request']:.2f}",
+                f"{r['redis'].get('cpu_us_per_request', 0):.0f}",
             ]
         )
     return _table(headers, rows, right=set(range(1, len(headers))))
@@ -304,8 +305,8 @@ def markdown_targets(targets: list[Target]) -> str:
 def markdown_scenarios(scenarios: dict[str, Record]) -> str:
     lines = [
         "| scenario | conns | workers | req/s | p50 ms | p99 ms | errors "
-        "| round trips | commands |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| round trips | commands | Redis CPU µs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in scenarios.items():
         lat = r["latency_ms"]
@@ -313,7 +314,8 @@ def markdown_scenarios(scenarios: dict[str, Record]) -> str:
             f"| {name} | {r['connections']} | {r['workers']} | {r['rps']:.0f} | "
             f"{lat['p50']:.2f} | {lat['p99']:.2f} | {r['errors_total']} | "
             f"{r['redis']['round_trips_per_request']:.3f} | "
-            f"{r['redis']['commands_per_request']:.2f} |"
+            f"{r['redis']['commands_per_request']:.2f} | "
+            f"{r['redis'].get('cpu_us_per_request', 0):.0f} |"
         )
     return "\n".join(lines)
 

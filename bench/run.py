@@ -183,7 +183,8 @@ class Harness:
             f"p50 {lat['p50']:6.2f} ms  p99 {lat['p99']:7.2f} ms   "
             f"errors {record['errors_total']}   "
             f"round trips {record['redis']['round_trips_per_request']:.3f}   "
-            f"commands {record['redis']['commands_per_request']:.2f}"
+            f"commands {record['redis']['commands_per_request']:.2f}   "
+            f"Redis CPU {record['redis']['cpu_us_per_request']:.0f} us"
         )
         if warmup.errors_total:
             say(f"warning: {name}: {warmup.errors_total} errors during the warm-up")
