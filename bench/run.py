@@ -137,6 +137,7 @@ class Harness:
         )
         self.counter.settle()
         before = self.counter.snapshot()
+        log_offset = server.log.stat().st_size
         result = run_wrk(
             server.url,
             script,
@@ -148,6 +149,7 @@ class Harness:
         )
         self.counter.settle()
         after = self.counter.snapshot()
+        service_log = log_messages(server.log, log_offset)
         percentiles = [[q, micros / 1000] for q, micros in result.latency_us["percentiles"]]
         record: dict[str, Any] = {
             "server": server.name,
@@ -174,6 +176,8 @@ class Harness:
             "errors_total": result.errors_total,
             "warmup_errors_total": warmup.errors_total,
             "data_wrapped": result.data_wrapped + warmup.data_wrapped,
+            # What the server logged during the measured run (warnings and up): message -> count.
+            "service_log": service_log,
             "redis": delta(before, after, result.sent),
         }
         self.scenarios[name] = record
@@ -186,6 +190,8 @@ class Harness:
             f"commands {record['redis']['commands_per_request']:.2f}   "
             f"Redis CPU {record['redis']['cpu_us_per_request']:.0f} us"
         )
+        for message, count in service_log.items():
+            say(f"{name}: the server logged {count} x {message}")
         if warmup.errors_total:
             say(f"warning: {name}: {warmup.errors_total} errors during the warm-up")
         if record["data_wrapped"]:
@@ -231,6 +237,23 @@ class Harness:
         inventory = stack.restart_service("inventory", workers=2)
         two = self.carts("add-small-2w", carts=mode.small_carts, lines=SMALL_LINES)
         self.run("add_small_2w", inventory, "add_to_cart.lua", two)
+
+
+def log_messages(log: Path, offset: int) -> dict[str, int]:
+    """The messages of the JSON log lines written to `log` after `offset`, counted (other
+    lines count as they are)."""
+    counts: dict[str, int] = {}
+    with log.open("rb") as file:
+        file.seek(offset)
+        for raw in file.read().decode(errors="replace").splitlines():
+            if not raw.strip():
+                continue
+            try:
+                message = str(json.loads(raw).get("message", raw))
+            except (ValueError, AttributeError):
+                message = raw
+            counts[message] = counts.get(message, 0) + 1
+    return counts
 
 
 def _wrk_env(carts: data.CartSet) -> dict[str, str]:

