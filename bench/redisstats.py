@@ -25,7 +25,7 @@ request. On a 2-core machine Redis shares the cores with the service and wrk.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -79,8 +79,50 @@ class RedisCounter:
         )
 
 
-def delta(before: Snapshot, after: Snapshot, requests: int) -> dict[str, Any]:
-    """Per-request figures between two snapshots taken by the same RedisCounter."""
+@dataclass(frozen=True)
+class Delta:
+    """What happened in Redis between two snapshots; deltas of several runs add up."""
+
+    reads: int = 0
+    calls: dict[str, int] = field(default_factory=dict)
+    script_usec: int = 0
+    cpu_s: float = 0.0
+
+    def __add__(self, other: Delta) -> Delta:
+        calls = dict(self.calls)
+        for name, count in other.calls.items():
+            calls[name] = calls.get(name, 0) + count
+        return Delta(
+            self.reads + other.reads,
+            calls,
+            self.script_usec + other.script_usec,
+            self.cpu_s + other.cpu_s,
+        )
+
+    def per_request(self, requests: int) -> dict[str, Any]:
+        """Per-request figures, `requests` being the requests sent."""
+        commands = sum(self.calls.values())
+        scripts = sum(count for name, count in self.calls.items() if name in SCRIPT_COMMANDS)
+        per = 1 / requests if requests else 0.0
+        return {
+            "requests_sent": requests,
+            "round_trips_per_request": self.reads * per,
+            "commands_per_request": commands * per,
+            "script_calls_per_request": scripts * per,
+            # Redis's own CPU per request (includes the harness's few INFO calls: negligible).
+            "cpu_us_per_request": self.cpu_s * 1e6 * per,
+            "script_us_per_request": self.script_usec * per,
+            "read_events": self.reads,
+            "commands": commands,
+            "calls_per_request": {
+                name: count * per
+                for name, count in sorted(self.calls.items(), key=lambda kv: -kv[1])
+            },
+        }
+
+
+def delta(before: Snapshot, after: Snapshot) -> Delta:
+    """The difference between two snapshots taken by the same RedisCounter."""
     calls = {
         name: count - before.commands.get(name, 0)
         for name, count in after.commands.items()
@@ -88,23 +130,7 @@ def delta(before: Snapshot, after: Snapshot, requests: int) -> dict[str, Any]:
     }
     # Each INFO the harness sent after the first snapshot is one read event in the window.
     reads = after.reads - before.reads - (after.harness_calls - before.harness_calls)
-    commands = sum(calls.values())
-    scripts = sum(count for name, count in calls.items() if name in SCRIPT_COMMANDS)
     script_usec = sum(
         after.usec.get(name, 0) - before.usec.get(name, 0) for name in SCRIPT_COMMANDS
     )
-    per = 1 / requests if requests else 0.0
-    return {
-        "requests_sent": requests,
-        "round_trips_per_request": reads * per,
-        "commands_per_request": commands * per,
-        "script_calls_per_request": scripts * per,
-        # Redis's own CPU per request (includes the harness's few INFO calls: negligible).
-        "cpu_us_per_request": (after.cpu_s - before.cpu_s) * 1e6 * per,
-        "script_us_per_request": script_usec * per,
-        "read_events": reads,
-        "commands": commands,
-        "calls_per_request": {
-            name: count * per for name, count in sorted(calls.items(), key=lambda kv: -kv[1])
-        },
-    }
+    return Delta(reads, calls, script_usec, after.cpu_s - before.cpu_s)

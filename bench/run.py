@@ -2,9 +2,11 @@
 
 Starts a private Redis, both services (production settings, one worker) and the floor on
 loopback; measures the instrumentation cost; then drives each scenario with wrk for a
-warm-up and a measured run, taking Redis's INFO just around the measured run. Writes
-`<out>/<date>.json` and `<out>/<date>.png` and prints the scenario and target tables.
-Everything it starts is stopped at the end, also on Ctrl-C or SIGTERM.
+warm-up and a measured run, taking Redis's INFO just around the measured run. A full run
+measures every scenario three times (5 s each), interleaved, and reports medians; the
+quick one once for 2 s. Writes `<out>/<date>.json` and `<out>/<date>.png` and prints the
+scenario and target tables. Everything it starts is stopped at the end, also on Ctrl-C or
+SIGTERM.
 
 Scenarios, all add-to-cart ones adding one unit of an item to an existing line:
 
@@ -25,8 +27,9 @@ import json
 import math
 import os
 import signal
+import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -37,9 +40,9 @@ from run_stack import StartupError
 
 from bench import REPO, data, report
 from bench.instrumentation import measure as measure_instrumentation
-from bench.redisstats import RedisCounter, delta
-from bench.stack import Process, Stack, start_stack
-from bench.wrk import WrkError, run_wrk, wrk_binary, wrk_version
+from bench.redisstats import Delta, RedisCounter, delta
+from bench.stack import Stack, start_stack
+from bench.wrk import WrkError, WrkResult, run_wrk, wrk_binary, wrk_version
 
 CONNECTIONS = 32
 SWEEP = (1, 8, 32, 128)
@@ -67,8 +70,10 @@ SCENARIO_NAMES = (
 @dataclass(frozen=True)
 class Mode:
     name: str
-    warmup_s: int
-    duration_s: int
+    warmup_s: int  # before a scenario's first round
+    rewarm_s: int  # before each later round (another scenario ran in between)
+    duration_s: int  # one measured round
+    rounds: int  # measured rounds per scenario, interleaved across scenarios
     small_carts: int
     big_carts: int
     get_carts: int
@@ -76,8 +81,8 @@ class Mode:
     instrumentation_rounds: int
 
 
-FULL = Mode("full", 3, 15, 5000, 200, 2000, 5000, 9)
-QUICK = Mode("quick", 1, 2, 500, 40, 200, 300, 3)
+FULL = Mode("full", 3, 1, 5, 3, 5000, 200, 2000, 5000, 9)
+QUICK = Mode("quick", 1, 1, 2, 1, 500, 40, 200, 300, 3)
 
 
 class Stopped(Exception):
@@ -92,6 +97,29 @@ def say(message: str) -> None:
     print(f"bench: {message}", flush=True)
 
 
+@dataclass
+class Scenario:
+    """One scenario and its measured rounds so far."""
+
+    name: str
+    server: str  # a key of Stack.servers
+    script: str
+    carts: data.CartSet | None  # None: made per round (checkout)
+    connections: int = CONNECTIONS
+    rounds: list[Round] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Round:
+    carts: int
+    workers: int
+    wrk: WrkResult
+    warmup_errors: int
+    warmup_wrapped: int
+    redis: Delta
+    service_log: dict[str, int]
+
+
 class Harness:
     def __init__(self, mode: Mode, stack: Stack, threads: int) -> None:
         self.mode = mode
@@ -102,6 +130,7 @@ class Harness:
         self.data_dir = stack.run_dir / "data"
         self.wrk_log = stack.run_dir / "wrk.log"
         self.scenarios: dict[str, dict[str, Any]] = {}
+        self._rounds: dict[str, list[Round]] = {}
 
     def carts(self, name: str, *, carts: int, lines: int, prefill: bool = True) -> data.CartSet:
         return data.make_carts(
@@ -114,129 +143,201 @@ class Harness:
             prefill=prefill,
         )
 
-    def run(
+    def measure(
         self,
-        name: str,
-        server: Process,
-        script: str,
+        scenario: Scenario,
         carts: data.CartSet,
         *,
-        connections: int = CONNECTIONS,
+        warmup_s: int,
         warmup_carts: data.CartSet | None = None,
-    ) -> dict[str, Any]:
-        """A warm-up run, then the measured run with Redis INFO taken just around it."""
-        warm = warmup_carts or carts
-        warmup = run_wrk(
+    ) -> Round:
+        """A warm-up run, then a measured run with Redis INFO taken just around it."""
+        server = self.stack[scenario.server]
+        common: dict[str, Any] = {
+            "connections": scenario.connections,
+            "threads": self.threads,
+            "log": self.wrk_log,
+        }
+        warm = run_wrk(
             server.url,
-            script,
-            connections=connections,
-            duration_s=self.mode.warmup_s,
-            threads=self.threads,
-            env=_wrk_env(warm),
-            log=self.wrk_log,
+            scenario.script,
+            duration_s=warmup_s,
+            env=_wrk_env(warmup_carts or carts),
+            **common,
         )
         self.counter.settle()
         before = self.counter.snapshot()
         log_offset = server.log.stat().st_size
         result = run_wrk(
             server.url,
-            script,
-            connections=connections,
+            scenario.script,
             duration_s=self.mode.duration_s,
-            threads=self.threads,
             env=_wrk_env(carts),
-            log=self.wrk_log,
+            **common,
         )
         self.counter.settle()
         after = self.counter.snapshot()
-        service_log = log_messages(server.log, log_offset)
-        percentiles = [[q, micros / 1000] for q, micros in result.latency_us["percentiles"]]
-        record: dict[str, Any] = {
-            "server": server.name,
-            "script": script,
-            "connections": connections,
-            "wrk_threads": min(self.threads, connections),
-            "workers": server.workers,
-            "carts": carts.carts,
-            "cart_lines": carts.lines,
-            "duration_s": result.duration_s,
-            "requests": result.requests,
-            "rps": result.rps,
-            "latency_ms": {
-                "p50": result.percentile_ms(50),
-                "p90": result.percentile_ms(90),
-                "p99": result.percentile_ms(99),
-                "p99.9": result.percentile_ms(99.9),
-                "max": result.latency_us["max"] / 1000,
-                "mean": result.latency_us["mean"] / 1000,
-                "stdev": result.latency_us["stdev"] / 1000,
-            },
-            "latency_percentiles_ms": percentiles,
-            "errors": result.errors,
-            "errors_total": result.errors_total,
-            "warmup_errors_total": warmup.errors_total,
-            "data_wrapped": result.data_wrapped + warmup.data_wrapped,
-            # What the server logged during the measured run (warnings and up): message -> count.
-            "service_log": service_log,
-            "redis": delta(before, after, result.sent),
-        }
-        self.scenarios[name] = record
-        lat = record["latency_ms"]
-        say(
-            f"{name:<16} c{connections:<4} {record['rps']:8.0f} req/s   "
-            f"p50 {lat['p50']:6.2f} ms  p99 {lat['p99']:7.2f} ms   "
-            f"errors {record['errors_total']}   "
-            f"round trips {record['redis']['round_trips_per_request']:.3f}   "
-            f"commands {record['redis']['commands_per_request']:.2f}   "
-            f"Redis CPU {record['redis']['cpu_us_per_request']:.0f} us"
+        measured = Round(
+            carts=carts.carts,
+            workers=server.workers,
+            wrk=result,
+            warmup_errors=warm.errors_total,
+            warmup_wrapped=warm.data_wrapped,
+            redis=delta(before, after),
+            service_log=log_messages(server.log, log_offset),
         )
-        for message, count in service_log.items():
-            say(f"{name}: the server logged {count} x {message}")
-        if warmup.errors_total:
-            say(f"warning: {name}: {warmup.errors_total} errors during the warm-up")
-        if record["data_wrapped"]:
-            say(f"warning: {name}: ran out of prefilled carts ({record['data_wrapped']} reused)")
-        return record
+        scenario.rounds.append(measured)
+        lat = result.latency_us
+        say(
+            f"{scenario.name:<16} c{scenario.connections:<4} round {len(scenario.rounds)}: "
+            f"{result.rps:6.0f} req/s  p50 {result.percentile_ms(50):6.2f} ms  "
+            f"p99 {result.percentile_ms(99):7.2f} ms  errors {result.errors_total}"
+            + (f" (warm-up {warm.errors_total})" if warm.errors_total else "")
+            + f"  max {lat['max'] / 1000:.0f} ms"
+        )
+        for message, count in measured.service_log.items():
+            say(f"{scenario.name}: the server logged {count} x {message}")
+        return measured
+
+    def checkout_carts(self, round_index: int) -> tuple[data.CartSet, data.CartSet]:
+        """Carts for one checkout round and its warm-up: every request empties one, so
+        prefill for CHECKOUT_HEADROOM x the fastest rate measured so far (the floor's or
+        add-to-cart's), which checkout cannot beat."""
+        fastest = max(
+            round_.wrk.rps for name in ("floor", "add_small") for round_ in self._rounds[name]
+        )
+        warmup_s = self.mode.warmup_s if round_index == 0 else self.mode.rewarm_s
+        needed = math.ceil(fastest * CHECKOUT_HEADROOM * (self.mode.duration_s + 1)) + 100
+        warm_needed = math.ceil(fastest * CHECKOUT_HEADROOM * (warmup_s + 1)) + 100
+        say(f"prefilling {needed + warm_needed} carts for checkout round {round_index + 1}")
+        suffix = f"r{round_index + 1}"
+        orders = self.carts(f"checkout-{suffix}", carts=needed, lines=CHECKOUT_LINES)
+        warm = self.carts(f"checkout-warmup-{suffix}", carts=warm_needed, lines=CHECKOUT_LINES)
+        return orders, warm
 
     def run_all(self) -> None:
-        mode, stack = self.mode, self.stack
-        floor, inventory, checkout = stack["floor"], stack["inventory"], stack["checkout"]
-
-        floor_carts = self.carts("floor", carts=mode.small_carts, lines=SMALL_LINES, prefill=False)
-        self.run("floor", floor, "add_to_cart.lua", floor_carts)
-        small = self.carts("add-small-c32", carts=mode.small_carts, lines=SMALL_LINES)
-        self.run("add_small", inventory, "add_to_cart.lua", small)
-        big = self.carts("add-big", carts=mode.big_carts, lines=BIG_LINES)
-        self.run("add_big", inventory, "add_to_cart.lua", big)
-        viewed = self.carts("get-cart", carts=mode.get_carts, lines=SMALL_LINES)
-        self.run("get_cart", inventory, "get_cart.lua", viewed)
-
-        fastest = max(self.scenarios["floor"]["rps"], self.scenarios["add_small"]["rps"])
-        needed = math.ceil(fastest * CHECKOUT_HEADROOM * (mode.duration_s + 1)) + 100
-        warm_needed = math.ceil(fastest * CHECKOUT_HEADROOM * (mode.warmup_s + 1)) + 100
-        say(f"prefilling {needed + warm_needed} carts for checkout")
-        orders = self.carts("checkout", carts=needed, lines=CHECKOUT_LINES)
-        warm_orders = self.carts("checkout-warmup", carts=warm_needed, lines=CHECKOUT_LINES)
-        self.run("checkout", checkout, "checkout.lua", orders, warmup_carts=warm_orders)
-
-        for connections in SWEEP:
-            if connections == CONNECTIONS:
-                continue
-            carts = self.carts(
-                f"add-small-c{connections}", carts=mode.small_carts, lines=SMALL_LINES
-            )
-            self.run(
-                f"add_small_c{connections}",
-                inventory,
+        mode = self.mode
+        small = mode.small_carts
+        scenarios = [
+            Scenario(
+                "floor",
+                "floor",
                 "add_to_cart.lua",
-                carts,
-                connections=connections,
-            )
+                self.carts("floor", carts=small, lines=SMALL_LINES, prefill=False),
+            ),
+            Scenario(
+                "add_small",
+                "inventory",
+                "add_to_cart.lua",
+                self.carts("add-small-c32", carts=small, lines=SMALL_LINES),
+            ),
+            Scenario(
+                "add_big",
+                "inventory",
+                "add_to_cart.lua",
+                self.carts("add-big", carts=mode.big_carts, lines=BIG_LINES),
+            ),
+            Scenario(
+                "get_cart",
+                "inventory",
+                "get_cart.lua",
+                self.carts("get-cart", carts=mode.get_carts, lines=SMALL_LINES),
+            ),
+            Scenario("checkout", "checkout", "checkout.lua", None),
+        ]
+        for connections in SWEEP:
+            if connections != CONNECTIONS:
+                carts = self.carts(f"add-small-c{connections}", carts=small, lines=SMALL_LINES)
+                scenarios.append(
+                    Scenario(
+                        f"add_small_c{connections}",
+                        "inventory",
+                        "add_to_cart.lua",
+                        carts,
+                        connections,
+                    )
+                )
+        self._rounds = {scenario.name: scenario.rounds for scenario in scenarios}
+        # Rounds are interleaved: a burst of load from elsewhere on the machine then hits one
+        # round of several scenarios rather than every round of one.
+        for index in range(mode.rounds):
+            warmup_s = mode.warmup_s if index == 0 else mode.rewarm_s
+            for scenario in scenarios:
+                if scenario.carts is None:
+                    orders, warm = self.checkout_carts(index)
+                    self.measure(scenario, orders, warmup_s=warmup_s, warmup_carts=warm)
+                else:
+                    self.measure(scenario, scenario.carts, warmup_s=warmup_s)
 
         say("restarting inventory with WEB_CONCURRENCY=2")
-        inventory = stack.restart_service("inventory", workers=2)
-        two = self.carts("add-small-2w", carts=mode.small_carts, lines=SMALL_LINES)
-        self.run("add_small_2w", inventory, "add_to_cart.lua", two)
+        self.stack.restart_service("inventory", workers=2)
+        two = Scenario(
+            "add_small_2w",
+            "inventory",
+            "add_to_cart.lua",
+            self.carts("add-small-2w", carts=small, lines=SMALL_LINES),
+        )
+        for index in range(mode.rounds):
+            assert two.carts is not None
+            self.measure(two, two.carts, warmup_s=mode.warmup_s if index == 0 else mode.rewarm_s)
+        scenarios.append(two)
+
+        order = {name: index for index, name in enumerate(SCENARIO_NAMES)}
+        for scenario in sorted(scenarios, key=lambda s: order[s.name]):
+            self.scenarios[scenario.name] = self.summarise(scenario)
+
+    def summarise(self, scenario: Scenario) -> dict[str, Any]:
+        """One record from a scenario's rounds: req/s and each latency percentile are the
+        medians over rounds; requests, errors and Redis counts are totals."""
+        rounds = scenario.rounds
+        first = rounds[0].wrk
+        quantiles = [q for q, _ in first.latency_us["percentiles"]]
+        percentiles = [
+            [q, statistics.median(r.wrk.percentile_ms(q) for r in rounds)] for q in quantiles
+        ]
+        redis_total = Delta()
+        errors: dict[str, int] = {}
+        service_log: dict[str, int] = {}
+        for r in rounds:
+            redis_total = redis_total + r.redis
+            for kind, count in r.wrk.errors.items():
+                errors[kind] = errors.get(kind, 0) + count
+            for message, count in r.service_log.items():
+                service_log[message] = service_log.get(message, 0) + count
+        record: dict[str, Any] = {
+            "server": scenario.server,
+            "script": scenario.script,
+            "connections": scenario.connections,
+            "wrk_threads": min(self.threads, scenario.connections),
+            "workers": rounds[0].workers,
+            "carts": sum(r.carts for r in rounds) if scenario.carts is None else rounds[0].carts,
+            "cart_lines": scenario.carts.lines if scenario.carts else CHECKOUT_LINES,
+            "rounds": len(rounds),
+            "duration_s": sum(r.wrk.duration_s for r in rounds),
+            "requests": sum(r.wrk.requests for r in rounds),
+            "rps": statistics.median(r.wrk.rps for r in rounds),
+            "rps_rounds": [r.wrk.rps for r in rounds],
+            "latency_ms": {
+                "p50": statistics.median(r.wrk.percentile_ms(50) for r in rounds),
+                "p90": statistics.median(r.wrk.percentile_ms(90) for r in rounds),
+                "p99": statistics.median(r.wrk.percentile_ms(99) for r in rounds),
+                "p99.9": statistics.median(r.wrk.percentile_ms(99.9) for r in rounds),
+                "max": max(r.wrk.latency_us["max"] for r in rounds) / 1000,
+                "mean": statistics.median(r.wrk.latency_us["mean"] for r in rounds) / 1000,
+            },
+            "p99_rounds_ms": [r.wrk.percentile_ms(99) for r in rounds],
+            "latency_percentiles_ms": percentiles,
+            "errors": errors,
+            "errors_total": sum(errors.values()),
+            "warmup_errors_total": sum(r.warmup_errors for r in rounds),
+            "data_wrapped": sum(r.wrk.data_wrapped + r.warmup_wrapped for r in rounds),
+            # What the server logged during the measured runs (warnings and up): message -> count.
+            "service_log": service_log,
+            "redis": redis_total.per_request(sum(r.wrk.sent for r in rounds)),
+        }
+        if record["data_wrapped"]:
+            say(f"warning: {scenario.name}: ran out of prefilled carts")
+        return record
 
 
 def log_messages(log: Path, offset: int) -> dict[str, int]:
@@ -325,8 +426,10 @@ def bench(mode: Mode, out_dir: Path, threads: int) -> dict[str, Any]:
         "settings": {
             "connections": CONNECTIONS,
             "sweep": list(SWEEP),
+            "rounds": mode.rounds,
             "warmup_s": mode.warmup_s,
-            "duration_s": mode.duration_s,
+            "rewarm_s": mode.rewarm_s,
+            "duration_s_per_round": mode.duration_s,
             "wrk_threads": threads,
             "small_cart_lines": SMALL_LINES,
             "big_cart_lines": BIG_LINES,
