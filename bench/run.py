@@ -26,6 +26,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -384,7 +385,7 @@ def start(run_dir: Path, *, catalog: Path | None = None, floor: bool = True) -> 
     return stack
 
 
-def bench(mode: Mode, out_dir: Path, threads: int) -> dict[str, Any]:
+def bench(mode: Mode, out_dir: Path, threads: int, keep_data: bool = False) -> dict[str, Any]:
     wrk_binary()  # fail early, before starting anything
     started = datetime.now(UTC)
     stamp = started.strftime("%Y-%m-%dT%H%M%SZ")
@@ -414,6 +415,9 @@ def bench(mode: Mode, out_dir: Path, threads: int) -> dict[str, Any]:
         harness.redis.close()
     finally:
         stack.stop()
+        if not keep_data:
+            # Tokens of every cart (tens of MB in a full run); the logs stay.
+            shutil.rmtree(run_dir / "data", ignore_errors=True)
     scenarios = harness.scenarios
     targets = report.evaluate(scenarios, instrumentation)
     finished = datetime.now(UTC)
@@ -489,13 +493,16 @@ def main(argv: list[str] | None = None) -> int:
         help="where the JSON and PNG go (default: bench/results, or .run/bench/quick with --quick)",
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (default 1)")
+    parser.add_argument(
+        "--keep-data", action="store_true", help="keep the tokens and item files of the run"
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     out_dir = args.out_dir or (RUNS / "quick" if args.quick else RESULTS)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     try:
-        bench(mode, out_dir, args.wrk_threads)
+        bench(mode, out_dir, args.wrk_threads, args.keep_data)
     except (StartupError, WrkError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr, flush=True)
         return 1
