@@ -37,7 +37,10 @@ class Settings(BaseSettings):
     redis_retries: int = Field(default=2, ge=0, le=10)
     redis_backoff_base: float = Field(default=0.05, gt=0, le=5)
     redis_backoff_cap: float = Field(default=0.5, gt=0, le=30)
-    redis_max_connections: int = Field(default=64, ge=1, le=10_000)
+    # Above the concurrent requests one worker takes: redis-py's blocking pool lets a newcomer
+    # take a freed connection before a waiter, so a pool smaller than the concurrency made
+    # some requests wait past REDIS_POOL_TIMEOUT (503s at 128 connections in bench/).
+    redis_max_connections: int = Field(default=256, ge=1, le=10_000)
     # How long a request waits for a free pooled connection before answering 503.
     redis_pool_timeout: float = Field(default=1.0, gt=0, le=30)
     redis_key_prefix: str = Field(default="sf:", pattern=r"^[A-Za-z0-9:_.-]{0,32}$")

@@ -48,35 +48,17 @@ def quick_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return result
 
 
-# More connections than the services' Redis pool holds (REDIS_MAX_CONNECTIONS, 64): under
-# sustained load some requests wait longer than REDIS_POOL_TIMEOUT (1 s) for a pooled
-# connection and get 503 "No connection available" (redis-py's BlockingConnectionPool lets
-# newcomers overtake waiters). A known, reported service issue; see bench/README.md.
-OVER_THE_POOL = "add_small_c128"
-
-
 def test_every_scenario_ran_without_errors(quick_result: dict[str, Any]) -> None:
     scenarios = quick_result["scenarios"]
     assert list(scenarios) == list(SCENARIO_NAMES)
     for name, record in scenarios.items():
         assert record["requests"] > 0, name
         assert record["data_wrapped"] == 0, name
-        if name != OVER_THE_POOL:
-            assert record["errors_total"] == 0, (name, record["errors"], record["service_log"])
+        # Zero at 128 connections too: with a 64-connection Redis pool some requests waited
+        # past REDIS_POOL_TIMEOUT there (503); the pool now holds more than that.
+        assert record["errors_total"] == 0, (name, record["errors"], record["service_log"])
     assert scenarios["add_small_2w"]["workers"] == 2
     assert [point["connections"] for point in quick_result["sweep"]] == [1, 8, 32, 128]
-
-
-def test_no_errors_with_more_connections_than_the_pool(quick_result: dict[str, Any]) -> None:
-    record = quick_result["scenarios"][OVER_THE_POOL]
-    errors = record["errors"]
-    assert errors["connect"] == errors["read"] == errors["write"] == errors["timeout"] == 0
-    if errors["status"]:
-        assert set(record["service_log"]) == {"StoreUnavailable: No connection available."}
-        pytest.xfail(
-            f"known issue: {errors['status']} error responses at 128 connections "
-            "(503 'No connection available': the 64-connection pool, 1 s pool timeout)"
-        )
 
 
 def test_round_trips_are_counted(quick_result: dict[str, Any]) -> None:
@@ -89,7 +71,12 @@ def test_round_trips_are_counted(quick_result: dict[str, Any]) -> None:
     floor = quick_result["scenarios"]["floor"]["redis"]
     # The floor sends HINCRBY + EXPIRE in one pipeline: 2 commands, no script, per request.
     assert floor["script_calls_per_request"] == 0
-    assert set(floor["calls_per_request"]) == {"hincrby", "expire"}
+    # HELLO and CLIENT come from connections the pool opens while the round runs.
+    assert (
+        {"hincrby", "expire"}
+        <= set(floor["calls_per_request"])
+        <= {"hincrby", "expire", "hello", "client"}
+    )
 
 
 def test_report_has_targets_machine_and_instrumentation(quick_result: dict[str, Any]) -> None:
