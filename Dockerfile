@@ -81,3 +81,49 @@ LABEL org.opencontainers.image.title="storefront-checkout" \
       org.opencontainers.image.revision="${REVISION}"
 EXPOSE 8002
 ENTRYPOINT ["python", "-m", "checkout"]
+
+# The load generator (the chart's loadgenerator.enabled; `make images` builds it): locust from
+# the `loadgen` extra in a venv of its own, and bench/locustfile.py, which imports only
+# locust and the standard library (not the project). It runs headless until stopped; the
+# environment sets the rest: LOCUST_HOST (the inventory URL), CHECKOUT_URL, LOCUST_USERS,
+# LOCUST_SPAWN_RATE, optionally LOCUST_RUN_TIME and LOADGEN_CHECKOUT=false (no checkouts).
+# Same user and read-only root as the services: locust writes nothing but to /tmp.
+FROM ${BASE_IMAGE} AS loadgenerator-builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml ./
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
+print("\n".join(p["project"]["optional-dependencies"]["loadgen"]), file=open("/tmp/requirements.txt", "w"))' \
+    && python3 -m venv /opt/build \
+    && python3 -m venv --without-pip /opt/venv \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet -r /tmp/requirements.txt \
+    && /opt/build/bin/pip --python /opt/venv/bin/python check \
+    && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib \
+    && /opt/venv/bin/python -c 'import locust'
+
+FROM ${BASE_IMAGE} AS loadgenerator
+RUN groupadd --gid 10001 storefront \
+    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin storefront
+COPY --from=loadgenerator-builder /opt/venv /opt/venv
+COPY bench/locustfile.py /app/locustfile.py
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    LOCUST_USERS=10 \
+    LOCUST_SPAWN_RATE=1
+WORKDIR /app
+USER 10001:10001
+ARG VERSION=0.0.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="storefront-loadgenerator" \
+      org.opencontainers.image.description="storefront load generator: locust shoppers walk the shop flow against inventory and checkout" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+ENTRYPOINT ["locust", "-f", "/app/locustfile.py", "--headless"]

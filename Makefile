@@ -30,7 +30,7 @@ redis-images: docker-ready  ## Build the local Redis 7 and 6.2 images (no regist
 	tools/build-redis-images.sh
 
 .PHONY: images
-images: docker-ready  ## Build the service images (and their local Python base) from the Dockerfile
+images: docker-ready  ## Build the service and load generator images (and their local Python base) from the Dockerfile
 	tools/build-images.sh
 
 .PHONY: helm chart-tools

@@ -10,6 +10,14 @@ back (`GET /orders/{id}`). Every checkout carries an `Idempotency-Key`.
     CHECKOUT_URL=http://127.0.0.1:8002                            # checkout (default: the
                                                                   # host with port 8002)
 
+With LOADGEN_CHECKOUT=false the shoppers never check out: they browse, add and view their
+carts, and in place of a checkout they abandon the cart and open a new session. Stock is
+then never sold, so a long-running generator (the chart's loadgenerator) does not sell the
+catalog out, after which every add and checkout answers 409.
+
+The file imports only locust and the standard library, so the load generator image needs
+nothing else (Dockerfile target `loadgenerator`).
+
 `make loadgen` (python -m bench.loadgen) starts a local stack and runs this headless, bounded
 in users and time, against loopback only. Statuses that are right answers under load (409
 when an item is sold out) count as successes; anything else unexpected is a failure.
@@ -27,6 +35,11 @@ from locust import HttpUser, between, task
 
 DECLINED_SHARE = 0.2
 MAX_LINE_QUANTITY = 99  # CART_MAX_QUANTITY's default: a line never goes past it here
+
+
+def checkout_enabled() -> bool:
+    """LOADGEN_CHECKOUT: false, 0 or no turns the checkouts off (default: on)."""
+    return os.environ.get("LOADGEN_CHECKOUT", "true").strip().lower() not in {"false", "0", "no"}
 
 
 def checkout_url(inventory_url: str) -> str:
@@ -48,15 +61,20 @@ class Shopper(HttpUser):
 
     def on_start(self) -> None:
         self.checkout = checkout_url(self.host or "http://127.0.0.1:8001")
-        self.cart: dict[str, int] = {}
+        self.checks_out = checkout_enabled()
         self.item_ids: list[str] = []
+        self.open_session()
+        self.browse()
+
+    def open_session(self) -> None:
+        """A new guest session, with an empty cart."""
+        self.cart: dict[str, int] = {}
         self.auth: dict[str, str] = {}
         with self.client.post("/sessions", name="/sessions", catch_response=True) as response:
             if response.status_code != 201:
                 response.failure(f"POST /sessions answered {response.status_code}")
                 return
             self.auth = {"Authorization": f"Bearer {response.json()['token']}"}
-        self.browse()
 
     @task(1)
     def browse(self) -> None:
@@ -96,6 +114,9 @@ class Shopper(HttpUser):
 
     @task(1)
     def check_out(self) -> None:
+        if not self.checks_out:  # LOADGEN_CHECKOUT=false: abandon the cart instead
+            self.open_session()
+            return
         if not self.cart:
             self.add_to_cart()
             if not self.cart:

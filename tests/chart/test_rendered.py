@@ -37,7 +37,13 @@ STANDARD_LABELS = (
     "app.kubernetes.io/managed-by",
     "helm.sh/chart",
 )
-RUN_AS = {"inventory": 10001, "checkout": 10001, "smoke-test": 10001, "redis": 999}
+RUN_AS = {
+    "inventory": 10001,
+    "checkout": 10001,
+    "smoke-test": 10001,
+    "loadgenerator": 10001,
+    "redis": 999,
+}
 
 
 def fullname(values_set: str) -> str:
@@ -56,6 +62,10 @@ def redis_enabled(values_set: str) -> bool:
 
 def network_policies_enabled(values_set: str) -> bool:
     return bool(values_of(values_set).get("networkPolicy", {}).get("enabled", False))
+
+
+def loadgenerator_enabled(values_set: str) -> bool:
+    return bool(values_of(values_set).get("loadgenerator", {}).get("enabled", False))
 
 
 @pytest.mark.parametrize("values_set", MATRIX)
@@ -248,8 +258,12 @@ def test_service_network_policies(rendered_sets: dict[str, Rendered], values_set
         port = container["ports"][0]["containerPort"]
         admitted = {w.component for w in workloads if ingress_admits(policy, w.labels, port)}
         everyone = {w.component for w in workloads}
-        # allowExternal=false: only labelled clients, such as the helm test pod.
-        assert admitted == (everyone if allow_external else {"smoke-test"})
+        # allowExternal=false: only labelled clients, such as the helm test pod, and the
+        # load generator when it runs.
+        clients = (
+            {"smoke-test", "loadgenerator"} if loadgenerator_enabled(values_set) else {"smoke-test"}
+        )
+        assert admitted == (everyone if allow_external else clients)
         egress = policy["spec"]["egress"]
         assert {"port": 53, "protocol": "UDP"} in egress[1]["ports"]
         if redis_enabled(values_set):
@@ -553,3 +567,124 @@ def test_images_default_to_the_app_version(rendered_sets: dict[str, Rendered]) -
 def test_matrix_covers_the_cases_the_issue_names() -> None:
     assert {"defaults", "external-redis", "network-policies", "autoscaling"} <= set(MATRIX)
     assert "existing-secret" in MATRIX
+
+
+def test_loadgenerator_is_opt_in(rendered_sets: dict[str, Rendered]) -> None:
+    for values_set in MATRIX:
+        components = {
+            doc["metadata"]["labels"]["app.kubernetes.io/component"]
+            for doc in rendered_sets[values_set].documents
+        }
+        assert ("loadgenerator" in components) is loadgenerator_enabled(values_set), values_set
+    assert "loadgenerator" in MATRIX
+
+
+def service_urls(rendered: Rendered) -> dict[str, str]:
+    """http://<Service name>:<Service port> of inventory and checkout."""
+    return {
+        component: "http://{name}:{port}".format(
+            name=service["metadata"]["name"], port=service["spec"]["ports"][0]["port"]
+        )
+        for component in SERVICES
+        for service in [rendered.get("Service", f"{FULLNAME}-{component}")]
+    }
+
+
+def test_loadgenerator_deployment(rendered_sets: dict[str, Rendered]) -> None:
+    rendered = rendered_sets["loadgenerator"]
+    values = values_of("loadgenerator")["loadgenerator"]
+    deployment = rendered.get("Deployment", f"{FULLNAME}-loadgenerator")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    workload = rendered.workload("loadgenerator")
+    spec = workload.spec
+    account = rendered.get("ServiceAccount", spec["serviceAccountName"])
+    assert account["metadata"]["labels"]["app.kubernetes.io/component"] == "loadgenerator"
+    assert account["automountServiceAccountToken"] is False
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = workload.containers()
+    assert container["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    assert "ports" not in container  # headless: no web UI, nothing to reach
+    assert container["image"] == "registry.example.com/shop/storefront-loadgenerator:0.1.0-rc.1"
+    urls = service_urls(rendered)
+    assert urls["checkout"].endswith(":80")  # the set's non-default checkout Service port
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env == {
+        "LOCUST_HOST": urls["inventory"],
+        "CHECKOUT_URL": urls["checkout"],
+        "LOCUST_USERS": str(values["users"]),
+        "LOCUST_SPAWN_RATE": str(values["spawnRate"]),
+        "LOADGEN_CHECKOUT": "false",
+        "LOCUST_LOGLEVEL": "WARNING",
+    }
+
+
+def test_loadgenerator_defaults(render: Render) -> None:
+    rendered = render(set_values={"loadgenerator.enabled": "true"})
+    (container,) = rendered.workload("loadgenerator").containers()
+    assert container["image"] == "storefront-loadgenerator:0.1.0"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["LOCUST_HOST"] == f"http://{FULLNAME}-inventory:8001"
+    assert env["CHECKOUT_URL"] == f"http://{FULLNAME}-checkout:8002"
+    assert env["LOADGEN_CHECKOUT"] == "true"
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+    # No NetworkPolicy of its own unless networkPolicy.enabled.
+    assert rendered.find("NetworkPolicy", f"{FULLNAME}-loadgenerator") is None
+
+
+def test_loadgenerator_network_policies(rendered_sets: dict[str, Rendered]) -> None:
+    """The services admit the load generator at their ports, Redis does not; it reaches the
+    service pods' ports and DNS only, and nothing reaches it."""
+    rendered = rendered_sets["loadgenerator"]
+    labels = rendered.workload("loadgenerator").labels
+    ports = {
+        component: rendered.workload(component).containers()[0]["ports"][0]["containerPort"]
+        for component in SERVICES
+    }
+    for component in SERVICES:
+        policy = rendered.get("NetworkPolicy", f"{FULLNAME}-{component}")
+        assert ingress_admits(policy, labels, ports[component]), component
+        assert not ingress_admits(policy, labels, 6379), component
+    assert not ingress_admits(rendered.get("NetworkPolicy", f"{FULLNAME}-redis"), labels, 6379)
+    own = rendered.get("NetworkPolicy", f"{FULLNAME}-loadgenerator")
+    assert (
+        own["spec"]["podSelector"]["matchLabels"]
+        == (
+            rendered.get("Deployment", f"{FULLNAME}-loadgenerator")["spec"]["selector"][
+                "matchLabels"
+            ]
+        )
+    )
+    assert own["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert own["spec"]["ingress"] == []
+    *to_services, dns = own["spec"]["egress"]
+    assert dns == {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    reached = {}
+    for rule in to_services:
+        (peer,) = rule["to"]
+        (port,) = rule["ports"]
+        (component,) = [
+            w.component
+            for w in rendered.workloads()
+            if selects(peer["podSelector"]["matchLabels"], w.labels)
+        ]
+        reached[component] = port
+    assert reached == {c: {"port": ports[c], "protocol": "TCP"} for c in SERVICES}

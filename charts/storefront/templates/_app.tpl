@@ -299,7 +299,7 @@ spec:
 {{- end -}}
 {{- end -}}
 
-{{/* NetworkPolicy of the service, when networkPolicy.enabled: ingress to its port; egress to Redis and DNS only. */}}
+{{/* NetworkPolicy of the service, when networkPolicy.enabled: ingress to its port (from anyone, or from labelled clients and the load generator); egress to Redis and DNS only. */}}
 {{- define "storefront.app.networkPolicy" -}}
 {{- $ctx := .context -}}
 {{- $values := index $ctx.Values .component -}}
@@ -332,6 +332,12 @@ spec:
         - podSelector:
             matchLabels:
               {{- include "storefront.clientLabel" $ctx | nindent 14 }}
+        {{- if $ctx.Values.loadgenerator.enabled }}
+        # The load generator (loadgenerator.enabled).
+        - podSelector:
+            matchLabels:
+              {{- include "storefront.selectorLabels" (dict "context" $ctx "component" "loadgenerator") | nindent 14 }}
+        {{- end }}
       {{- end }}
     {{- $scraper := dict }}
     {{- with $policy.metrics.namespaceSelector }}

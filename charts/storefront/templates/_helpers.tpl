@@ -85,6 +85,11 @@ app.kubernetes.io/component: {{ .component }}
 {{ include "storefront.fullname" . }}-client: "true"
 {{- end -}}
 
+{{/* URL of a service (inventory or checkout) by its Service's name and port, as the load generator reaches it; takes (dict "context" $ "component" "inventory"). */}}
+{{- define "storefront.loadgenerator.url" -}}
+{{- printf "http://%s:%v" (include "storefront.componentName" .) (index .context.Values .component).service.port -}}
+{{- end -}}
+
 {{/* Name of a component's ServiceAccount; takes (dict "context" $ "component" "inventory"). */}}
 {{- define "storefront.serviceAccountName" -}}
 {{- $sa := (index .context.Values .component).serviceAccount -}}
