@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: manifests run test lint typecheck unit docker-ready redis-images clean help
+.PHONY: help run test lint clean docker-ready redis-images images helm chart-tools manifests \
+	wrk bench bench-quick bench-profile loadgen prometheus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,11 +30,9 @@ docker-ready:  ## Install and start a Docker engine when none answers (root only
 redis-images: docker-ready  ## Build the local Redis 7 and 6.2 images (no registry needed)
 	tools/build-redis-images.sh
 
-.PHONY: images
 images: docker-ready  ## Build the service and load generator images (and their local Python base) from the Dockerfile
 	tools/build-images.sh
 
-.PHONY: helm chart-tools
 CHECKOV_VENV := .tools/checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 
@@ -50,7 +49,6 @@ $(CHECKOV_STAMP): tools/requirements-checkov.txt
 chart-tools: helm $(CHECKOV_STAMP)  ## Helm, readme-generator and checkov for tests/chart
 	tools/install-readme-generator.sh
 
-.PHONY: wrk bench bench-quick bench-profile loadgen
 LOADGEN_STAMP := $(VENV)/.loadgen-stamp
 
 wrk:  ## Install wrk (Debian's) when missing: the benchmarks' load tool (root only)
@@ -72,7 +70,6 @@ $(LOADGEN_STAMP): $(STAMP)
 loadgen: $(LOADGEN_STAMP)  ## Locust walks the shop flow against a local stack (headless, bounded)
 	$(BIN)/python -m bench.loadgen
 
-.PHONY: prometheus
 prometheus:  ## Install Prometheus and promtool (Debian's) when missing: the observability tests (root only)
 	tools/install-prometheus.sh
 
