@@ -75,13 +75,8 @@ image_is_current() {
     [[ $have == "$INPUTS_HASH" ]]
 }
 
-apt_get() {
-    local out
-    if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" 2>&1); then
-        printf '%s\n' "$out" >&2
-        return 1
-    fi
-}
+# shellcheck source=tools/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 ensure_debootstrap() {
     command -v debootstrap >/dev/null 2>&1 && return 0

@@ -19,20 +19,8 @@ engine_answers() { docker info >/dev/null 2>&1; }
 
 dockerd_running() { pgrep -x dockerd >/dev/null 2>&1; }
 
-# apt-get, quiet unless it fails (then its output is shown).
-apt_get() {
-    local out
-    if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" 2>&1); then
-        printf '%s\n' "$out" >&2
-        return 1
-    fi
-}
-
-has_candidate() {
-    local policy
-    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
-    [[ $policy =~ Candidate:\ [0-9] ]]
-}
+# shellcheck source=tools/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 install_engine() {
     # Update the package lists only when docker.io has no install candidate, or when the

@@ -15,20 +15,8 @@ log() { printf 'install-prometheus: %s\n' "$*" >&2; }
 
 have_binaries() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
 
-# apt-get, quiet unless it fails (then its output is shown).
-apt_get() {
-    local out
-    if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" 2>&1); then
-        printf '%s\n' "$out" >&2
-        return 1
-    fi
-}
-
-has_candidate() {
-    local policy
-    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
-    [[ $policy =~ Candidate:\ [0-9] ]]
-}
+# shellcheck source=tools/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 stop_system_server() {
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then

@@ -10,20 +10,8 @@ set -euo pipefail
 
 log() { printf 'install-wrk: %s\n' "$*" >&2; }
 
-# apt-get, quiet unless it fails (then its output is shown).
-apt_get() {
-    local out
-    if ! out=$(DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" 2>&1); then
-        printf '%s\n' "$out" >&2
-        return 1
-    fi
-}
-
-has_candidate() {
-    local policy
-    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
-    [[ $policy =~ Candidate:\ [0-9] ]]
-}
+# shellcheck source=tools/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 main() {
     command -v wrk >/dev/null 2>&1 && return 0
