@@ -43,10 +43,13 @@ RUN /opt/build/bin/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir 
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib \
     && /opt/venv/bin/python -c 'import cartlib, checkout.app, inventory.app'
 
-FROM ${BASE_IMAGE} AS runtime
+# The non-root user every final image runs as.
+FROM ${BASE_IMAGE} AS nonroot
 RUN groupadd --gid 10001 storefront \
     && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin storefront
+
+FROM nonroot AS runtime
 COPY --from=builder /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -104,10 +107,7 @@ print("\n".join(p["project"]["optional-dependencies"]["loadgen"]), file=open("/t
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib \
     && /opt/venv/bin/python -c 'import locust'
 
-FROM ${BASE_IMAGE} AS loadgenerator
-RUN groupadd --gid 10001 storefront \
-    && useradd --no-log-init --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
-        --shell /usr/sbin/nologin storefront
+FROM nonroot AS loadgenerator
 COPY --from=loadgenerator-builder /opt/venv /opt/venv
 COPY bench/locustfile.py /app/locustfile.py
 ENV PATH=/opt/venv/bin:$PATH \
