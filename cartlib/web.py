@@ -57,10 +57,11 @@ def create_app(
     `settings` defaults to the environment's (tests pass their own).
     """
     app_version = package_version()
+    settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stores = Stores.from_settings(settings or get_settings())
+        stores = Stores.from_settings(settings)
         app.state.stores = stores
         metrics.BUILD_INFO.labels(title, app_version).set(1)
         for hook in on_startup:
@@ -90,9 +91,7 @@ def create_app(
         # add-to-cart request, measured with py-spy.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=(settings or get_settings()).max_body_bytes
-    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TelemetryMiddleware)
     app.add_exception_handler(CartError, _cart_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(

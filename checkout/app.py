@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Header, Path
 from cartlib import JSONBytes, SessionDep, Stores, StoresDep
 from cartlib import create_app as create_service
 from cartlib.errors import (
+    CartError,
     CheckoutInProgress,
     EmptyCart,
     InsufficientStock,
@@ -93,6 +94,10 @@ async def release_expired_checkouts(stores: Stores) -> None:
         try:
             released = await stores.orders.release_expired()
         except StoreUnavailable:
+            continue
+        except CartError:
+            # Keep the loop alive: one bad order must not stop every later release.
+            logger.exception("releasing expired checkouts failed")
             continue
         if released:
             logger.warning("released expired checkouts", extra={"released": released})
