@@ -10,6 +10,7 @@ from cartlib.deps import CartDep
 from cartlib.errors import CartError, InvalidSession, StoreUnavailable
 from cartlib.models import Cart, ErrorBody
 from cartlib.responses import JSONBytes
+from cartlib.routing import LeanRoute
 
 
 def error_responses(*errors: type[CartError]) -> dict[int | str, dict[str, Any]]:
@@ -21,7 +22,9 @@ def error_responses(*errors: type[CartError]) -> dict[int | str, dict[str, Any]]
 
 SESSION_ERRORS = (InvalidSession, StoreUnavailable)
 
-cart_router = APIRouter(tags=["cart"], responses=error_responses(*SESSION_ERRORS))
+cart_router = APIRouter(
+    route_class=LeanRoute, tags=["cart"], responses=error_responses(*SESSION_ERRORS)
+)
 
 
 @cart_router.get("/cart", response_model=Cart, response_class=JSONBytes)

@@ -22,6 +22,7 @@ from cartlib.errors import (
 from cartlib.logs import request_id_var
 from cartlib.models import CheckoutRequest, CheckoutResponse, Order, OrderId
 from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
+from cartlib.routing import LeanRoute
 from checkout.payments import TestProcessor
 
 logger = logging.getLogger("storefront.checkout")
@@ -41,6 +42,7 @@ IdempotencyKey = Annotated[
 processor = TestProcessor()
 
 orders = APIRouter(
+    route_class=LeanRoute,
     tags=["checkout"],
     responses=error_responses(
         *SESSION_ERRORS, EmptyCart, PaymentDeclined, InsufficientStock, CheckoutInProgress

@@ -22,11 +22,12 @@ from cartlib.models import (
     SetQuantity,
 )
 from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
+from cartlib.routing import LeanRoute
 from inventory.seed import seed_catalog
 
 ItemIdPath = Annotated[ItemId, Path(description="An item id, e.g. `badger-mug`.")]
 
-sessions = APIRouter(prefix="/sessions", tags=["sessions"])
+sessions = APIRouter(route_class=LeanRoute, prefix="/sessions", tags=["sessions"])
 
 
 @sessions.post("", status_code=201, response_model=NewSession)
@@ -38,7 +39,7 @@ async def create_session(stores: StoresDep) -> NewSession:
     )
 
 
-items = APIRouter(prefix="/items", tags=["items"])
+items = APIRouter(route_class=LeanRoute, prefix="/items", tags=["items"])
 
 
 @items.get("", response_model=ItemList, response_class=JSONBytes)
@@ -71,6 +72,7 @@ async def put_item(stores: StoresDep, item_id: ItemIdPath, item: ItemIn) -> JSON
 
 
 cart_items = APIRouter(
+    route_class=LeanRoute,
     prefix="/cart/items",
     tags=["cart"],
     responses=error_responses(*SESSION_ERRORS, ItemNotFound, InsufficientStock, LimitExceeded),
@@ -105,6 +107,7 @@ async def remove_from_cart(
 
 
 legacy = APIRouter(
+    route_class=LeanRoute,
     prefix="/Cart",
     tags=["legacy"],
     responses=error_responses(*SESSION_ERRORS, ItemNotFound, InsufficientStock),

@@ -1,0 +1,148 @@
+"""`LeanRoute` answers exactly as FastAPI's own handler does, for good and bad requests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+import orjson
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from cartlib.models import AddToCart, ItemId
+from cartlib.responses import JSONBytes
+from cartlib.routing import LeanRoute
+
+bearer = HTTPBearer(auto_error=False)
+calls: list[str] = []
+
+
+async def tenant(request: Request) -> str:
+    calls.append("tenant")
+    return request.headers.get("x-tenant", "default")
+
+
+async def session(
+    tenant: Annotated[str, Depends(tenant)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    if credentials is None:
+        raise HTTPException(401, "Missing bearer token")
+    return f"{tenant}/{credentials.credentials}"
+
+
+def routes(router: APIRouter) -> APIRouter:
+    @router.post("/items/{item_id}", status_code=201)
+    async def add(
+        who: Annotated[str, Depends(session)],
+        same_tenant: Annotated[str, Depends(tenant)],
+        item_id: Annotated[ItemId, Path()],
+        body: AddToCart,
+        key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=8)] = None,
+    ) -> JSONBytes:
+        echoed = {
+            "who": who,
+            "tenant": same_tenant,
+            "item": item_id,
+            "key": key,
+            "body": body.model_dump(),
+        }
+        return JSONBytes(orjson.dumps(echoed), 201)
+
+    @router.get("/model")
+    async def model() -> dict[str, str]:
+        return {"served": "by FastAPI"}
+
+    return router
+
+
+standard = routes(APIRouter(prefix="/standard"))
+lean = routes(APIRouter(prefix="/lean", route_class=LeanRoute))
+app = FastAPI()
+app.include_router(standard)
+app.include_router(lean)
+
+GOOD_BODY = b'{"item": {"id": "mug"}, "quantity": 2}'
+JSON = {"content-type": "application/json"}
+AUTH = {"authorization": "Bearer abc", **JSON}
+REQUESTS = {
+    "good": ("/items/mug", AUTH, GOOD_BODY),
+    "good with key and tenant": (
+        "/items/mug",
+        {**AUTH, "idempotency-key": "k1", "x-tenant": "t"},
+        GOOD_BODY,
+    ),
+    "no token": ("/items/mug", JSON, GOOD_BODY),
+    "malformed json": ("/items/mug", AUTH, b'{"item": '),
+    "empty body": ("/items/mug", AUTH, b""),
+    "wrong types": ("/items/mug", AUTH, b'{"item": {"id": "mug"}, "quantity": "2"}'),
+    "unknown field": ("/items/mug", AUTH, b'{"item": {"id": "mug"}, "extra": 1}'),
+    "body not an object": ("/items/mug", AUTH, b"[1, 2]"),
+    "form content type": (
+        "/items/mug",
+        {"authorization": "Bearer abc", "content-type": "application/x-www-form-urlencoded"},
+        GOOD_BODY,
+    ),
+    "no content type": ("/items/mug", {"authorization": "Bearer abc"}, GOOD_BODY),
+    "bad path parameter": ("/items/bad%20id", AUTH, GOOD_BODY),
+    "header too long": ("/items/mug", {**AUTH, "idempotency-key": "x" * 9}, GOOD_BODY),
+    "path and body both bad": ("/items/{x}", AUTH, b'{"quantity": true}'),
+    "not utf-8": ("/items/mug", AUTH, b'{"item": {"id": "\xff"}}'),
+    "json with charset": (
+        "/items/mug",
+        {"authorization": "Bearer abc", "content-type": "application/json; charset=utf-8"},
+        GOOD_BODY,
+    ),
+}
+
+
+@pytest.fixture
+async def client() -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.mark.parametrize("name", REQUESTS)
+async def test_lean_answers_as_fastapi_does(client: httpx.AsyncClient, name: str) -> None:
+    path, headers, body = REQUESTS[name]
+    expected = await client.post(f"/standard{path}", headers=headers, content=body)
+    actual = await client.post(f"/lean{path}", headers=headers, content=body)
+    assert (actual.status_code, actual.json()) == (expected.status_code, expected.json())
+    assert actual.headers.get("www-authenticate") == expected.headers.get("www-authenticate")
+
+
+async def test_a_dependency_used_twice_runs_once_per_request(client: httpx.AsyncClient) -> None:
+    calls.clear()
+    response = await client.post("/lean/items/mug", headers=AUTH, content=GOOD_BODY)
+    assert response.status_code == 201
+    assert calls == ["tenant"]
+
+
+def test_routes_it_cannot_serve_fall_back_to_fastapi() -> None:
+    served = {
+        route.path: route.served_lean for route in lean.routes if isinstance(route, LeanRoute)
+    }
+    assert served == {"/lean/items/{item_id}": True, "/lean/model": False}
+
+
+async def test_dependency_overrides_are_honoured(client: httpx.AsyncClient) -> None:
+    async def other_tenant() -> str:
+        return "overridden"
+
+    app.dependency_overrides[tenant] = other_tenant
+    try:
+        response = await client.post("/lean/items/mug", headers=AUTH, content=GOOD_BODY)
+    finally:
+        app.dependency_overrides.clear()
+    assert response.json()["tenant"] == "overridden"
+
+
+def test_the_services_hot_routes_are_served_lean() -> None:
+    from cartlib.routes import cart_router
+    from checkout.app import orders
+    from inventory.app import cart_items, legacy
+
+    hot = [*cart_items.routes, *legacy.routes, *cart_router.routes, *orders.routes]
+    assert hot
+    assert all(isinstance(route, LeanRoute) and route.served_lean for route in hot)
