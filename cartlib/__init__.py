@@ -19,6 +19,7 @@ from cartlib.orders import (
 )
 from cartlib.redis import create_redis
 from cartlib.responses import JSONBytes
+from cartlib.routing import LeanRoute
 from cartlib.settings import Settings, get_settings
 from cartlib.stores import Stores
 from cartlib.web import create_app
@@ -32,6 +33,7 @@ __all__ = [
     "IssuedToken",
     "JSONBytes",
     "Keys",
+    "LeanRoute",
     "OrderStore",
     "PaymentProcessor",
     "PaymentResult",

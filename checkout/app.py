@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Header, Path
 
-from cartlib import JSONBytes, SessionDep, Stores, StoresDep
+from cartlib import JSONBytes, LeanRoute, SessionDep, Stores, StoresDep
 from cartlib import create_app as create_service
 from cartlib.errors import (
     CartError,
@@ -22,7 +22,6 @@ from cartlib.errors import (
 from cartlib.logs import request_id_var
 from cartlib.models import CheckoutRequest, CheckoutResponse, Order, OrderId
 from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
-from cartlib.routing import LeanRoute
 from checkout.payments import TestProcessor
 
 logger = logging.getLogger("storefront.checkout")

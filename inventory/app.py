@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path
 
-from cartlib import JSONBytes, SessionDep, StoresDep, cart_json, require_admin
+from cartlib import JSONBytes, LeanRoute, SessionDep, StoresDep, cart_json, require_admin
 from cartlib import create_app as create_service
 from cartlib.errors import Forbidden, InsufficientStock, ItemNotFound, LimitExceeded
 from cartlib.models import (
@@ -22,7 +22,6 @@ from cartlib.models import (
     SetQuantity,
 )
 from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
-from cartlib.routing import LeanRoute
 from inventory.seed import seed_catalog
 
 ItemIdPath = Annotated[ItemId, Path(description="An item id, e.g. `badger-mug`.")]
