@@ -80,11 +80,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 ensure_debootstrap() {
     command -v debootstrap >/dev/null 2>&1 && return 0
-    log "installing debootstrap (Debian)"
-    apt_get install --no-install-recommends debootstrap || {
-        apt_get update
-        apt_get install --no-install-recommends debootstrap
-    }
+    apt_install debootstrap
 }
 
 # tar_rootfs ROOTFS TARBALL: the rootfs as a tarball, without the pseudo-filesystems' contents.

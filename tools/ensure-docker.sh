@@ -22,21 +22,6 @@ dockerd_running() { pgrep -x dockerd >/dev/null 2>&1; }
 # shellcheck source=tools/lib/apt.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
-install_engine() {
-    # Update the package lists only when docker.io has no install candidate, or when the
-    # install fails (stale lists naming versions the archive no longer has).
-    if ! has_candidate docker.io; then
-        log "apt-get update (docker.io is not in the package lists)"
-        apt_get update
-    fi
-    log "installing docker.io (Debian) ..."
-    if ! apt_get install --no-install-recommends docker.io; then
-        log "install failed; refreshing the package lists and retrying"
-        apt_get update
-        apt_get install --no-install-recommends docker.io
-    fi
-}
-
 wait_for_engine() {
     local deadline=$((SECONDS + WAIT_SECONDS))
     until engine_answers; do
@@ -72,7 +57,7 @@ main() {
     }
     engine_answers && return 0
 
-    command -v dockerd >/dev/null 2>&1 || install_engine
+    command -v dockerd >/dev/null 2>&1 || apt_install docker.io
 
     if dockerd_running; then
         log "dockerd is already running; waiting for it to answer"

@@ -38,16 +38,7 @@ main() {
         return 0
     fi
 
-    if ! has_candidate prometheus; then
-        log "apt-get update (prometheus is not in the package lists)"
-        apt_get update
-    fi
-    log "installing prometheus (Debian) ..."
-    if ! apt_get install --no-install-recommends prometheus; then
-        log "install failed; refreshing the package lists and retrying"
-        apt_get update
-        apt_get install --no-install-recommends prometheus
-    fi
+    apt_install prometheus
     stop_system_server
     have_binaries || {
         log "prometheus installed, but prometheus/promtool are still not on PATH"

@@ -25,16 +25,7 @@ main() {
         log "wrk is not installed and there is no apt-get here; install wrk by hand."
         return 1
     fi
-    if ! has_candidate wrk; then
-        log "apt-get update (wrk is not in the package lists)"
-        apt_get update
-    fi
-    log "installing wrk (Debian) ..."
-    if ! apt_get install --no-install-recommends wrk; then
-        log "install failed; refreshing the package lists and retrying"
-        apt_get update
-        apt_get install --no-install-recommends wrk
-    fi
+    apt_install wrk
     command -v wrk >/dev/null 2>&1 || {
         log "apt-get installed wrk but it is not on PATH"
         return 1

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the tools/*.sh scripts that install Debian packages: source it, don't run it.
 
 # apt-get, quiet unless it fails (then its output is shown). Waits up to 10 minutes for
@@ -15,4 +16,20 @@ has_candidate() {
     local policy
     policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
     [[ $policy =~ Candidate:\ [0-9] ]]
+}
+
+# apt_install PACKAGE: install it without recommends. The package lists are refreshed only
+# when they know no version of it, or when the install fails (stale lists naming versions
+# the archive no longer has).
+apt_install() {
+    if ! has_candidate "$1"; then
+        printf 'apt: updating the package lists (%s is not in them)\n' "$1" >&2
+        apt_get update
+    fi
+    printf 'apt: installing %s (Debian) ...\n' "$1" >&2
+    if ! apt_get install --no-install-recommends "$1"; then
+        printf 'apt: install failed; refreshing the package lists and retrying\n' >&2
+        apt_get update
+        apt_get install --no-install-recommends "$1"
+    fi
 }
