@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,23 +141,9 @@ class Stack:
 def spawn_logged(
     name: str, argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path
 ) -> Child:
-    """Like run_stack.spawn (own process group, SIGTERM if the harness dies), with the
-    child's output going to `log`."""
+    """`run_stack.spawn`, with the child's output appended to `log`."""
     with log.open("ab") as output:
-        try:
-            proc = subprocess.Popen(
-                list(argv),
-                env=dict(env),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=run_stack._die_with_parent(os.getpid()),
-            )
-        except OSError as exc:
-            raise StartupError(f"cannot start {name} ({argv[0]}): {exc}") from exc
-    return Child(name, proc)
+        return run_stack.spawn(name, argv, env, cwd=cwd, output=output)
 
 
 def tail(path: Path, lines: int = 20) -> str:

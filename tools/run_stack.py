@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -194,15 +195,25 @@ def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     return hook
 
 
-def spawn(name: str, argv: Sequence[str], env: Mapping[str, str]) -> Child:
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    cwd: Path = REPO,
+    output: IO[bytes] | None = None,
+) -> Child:
     """Start a child in its own process group, so that the terminal's Ctrl-C reaches only
-    this launcher, which then stops the children in order. Output goes to our terminal."""
+    this launcher, which then stops the children in order. Its output goes to `output`
+    (stdout and stderr both), or to our terminal."""
     try:
         proc = subprocess.Popen(
             list(argv),
             env=dict(env),
-            cwd=REPO,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT if output is not None else None,
             start_new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
         )
