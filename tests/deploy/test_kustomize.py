@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests._unavailable import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ["dev", "prod"]
@@ -21,9 +22,7 @@ def require(tool: str) -> str:
         str(ROOT / ".tools/bin" / tool) if (ROOT / ".tools/bin" / tool).exists() else None
     )
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{tool} is missing [CI=true: no test may skip]", pytrace=False)
-        pytest.skip(f"{tool} is missing: run `make test`")
+        unavailable(f"{tool} is missing: run `make test`")
     return path
 
 
