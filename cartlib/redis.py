@@ -62,9 +62,17 @@ def create_redis(settings: Settings) -> Redis:
 
 def translated(exc: redis_errors.RedisError) -> CartError:
     """The cartlib error for a redis-py error: `StoreUnavailable` (503) or `StoreError`."""
-    if isinstance(exc, UNAVAILABLE_ERRORS):
+    if isinstance(exc, UNAVAILABLE_ERRORS) or _is_busy(exc):
         return StoreUnavailable()
     return StoreError()
+
+
+def _is_busy(exc: redis_errors.RedisError) -> bool:
+    # "BUSY Redis is busy running a script": another client's script has run past
+    # busy-reply-threshold, and Redis answers everyone else BUSY until it ends or SCRIPT KILL.
+    # redis-py has no class for it (a plain ResponseError), yet it means "try again shortly".
+    # The space keeps out BUSYKEY and BUSYGROUP, which are real errors.
+    return type(exc) is redis_errors.ResponseError and str(exc).startswith("BUSY ")
 
 
 @contextmanager
