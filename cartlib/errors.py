@@ -19,6 +19,7 @@ CartError
 │   └── TooManyLines
 ├── StoreError (500)        Redis answered something cartlib did not expect
 └── StoreUnavailable (503)  Redis is down, slow, loading or read-only
+    └── NotReplicated       a paid order that too few replicas confirmed (WAIT)
 """
 
 from __future__ import annotations
@@ -113,3 +114,10 @@ class StoreUnavailable(CartError):
     status_code = 503
     detail = "The cart store is unavailable; try again shortly"
     retry_after_seconds = 1
+
+
+class NotReplicated(StoreUnavailable):
+    detail = (
+        "The order is not confirmed: it is not yet stored safely. Retry with the same "
+        "Idempotency-Key to confirm it"
+    )

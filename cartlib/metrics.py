@@ -110,6 +110,14 @@ CHECKOUT_REPLAYS = Counter(
     "Checkout requests answered for an Idempotency-Key seen before (the remembered response, "
     "or 409 while the first is still running); not counted in cartlib_checkouts_total.",
 )
+WAIT_STEPS: Final = ("checkout", "replay")
+WAIT_SHORTFALLS = Counter(
+    "cartlib_wait_shortfalls",
+    "Paid orders answered 503 because WAIT confirmed fewer replicas than REDIS_WAIT_REPLICAS: "
+    "at checkout, or at a replay of its Idempotency-Key that re-checks them.",
+    ["step"],
+)
+WAIT_SHORTFALLS_BY_STEP: Final = {step: WAIT_SHORTFALLS.labels(step) for step in WAIT_STEPS}
 ORDER_VALUE = Histogram(
     "cartlib_order_value_cents",
     "Total of each paid order, in cents.",

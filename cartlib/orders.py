@@ -8,6 +8,17 @@
 
 Each step is one round trip, so a checkout costs two. A pending order whose process died
 between steps is cancelled by `release_expired()` after `checkout_timeout_seconds`.
+
+**Durability** (`wait_replicas` > 0, the default with Sentinel): step 3 is followed by
+`WAIT wait_replicas wait_timeout_ms` on the same connection, in the same round trip
+(`cartlib.durability`), so a paid order is acknowledged only once a replica holds it and a
+failover cannot lose it. When fewer replicas confirm it, the client gets 503
+(`NotReplicated`), never 200; the order stays paid on the master, and its response is
+remembered for the Idempotency-Key as usual. A retry with that key then does not replay the
+200 blindly: it writes the remembered response again and WAITs for that, which confirms
+everything written before it, the order included. The retry gets the 200 once a replica
+has it, and 503 again until then. (Without a key, the client cannot ask again: the cart is
+already empty, as after any checkout.)
 """
 
 from __future__ import annotations
@@ -21,12 +32,14 @@ import orjson
 from redis.asyncio import Redis
 
 from cartlib import metrics
+from cartlib.durability import ReplicatedWrites
 from cartlib.errors import (
     CartError,
     CheckoutInProgress,
     Conflict,
     EmptyCart,
     InsufficientStock,
+    NotReplicated,
     OrderNotFound,
     PaymentDeclined,
     StoreError,
@@ -34,7 +47,7 @@ from cartlib.errors import (
 )
 from cartlib.keys import Keys
 from cartlib.redis import call
-from cartlib.scripts import LuaScript
+from cartlib.scripts import LuaScript, ScriptArg
 
 THANKS = "Thanks for shopping with us!"
 _CANCELLED_ORDER_TTL_SECONDS = 24 * 3600
@@ -88,6 +101,9 @@ class OrderStore:
     * **idempotency_ttl_seconds** - how long a response is replayed for its Idempotency-Key.
     * **checkout_timeout_seconds** - how long a checkout may hold reserved stock.
     * **stream_maxlen** - roughly how many paid orders the orders stream keeps.
+    * **wait_replicas** - how many replicas must hold a paid order before it is acknowledged
+      (0: no WAIT).
+    * **wait_timeout_ms** - how long WAIT waits for them.
     """
 
     def __init__(
@@ -99,6 +115,8 @@ class OrderStore:
         idempotency_ttl_seconds: int,
         checkout_timeout_seconds: int,
         stream_maxlen: int,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -109,6 +127,14 @@ class OrderStore:
         self._begin = LuaScript(redis, "begin_checkout")
         self._complete = LuaScript(redis, "complete_checkout")
         self._cancel = LuaScript(redis, "cancel_checkout")
+        self._replicated = (
+            ReplicatedWrites(redis, replicas=wait_replicas, timeout_ms=wait_timeout_ms)
+            if wait_replicas > 0
+            else None
+        )
+        self._complete_replicated = (
+            self._replicated.script("complete_checkout") if self._replicated else None
+        )
 
     async def checkout(
         self,
@@ -140,7 +166,7 @@ class OrderStore:
         except EmptyCart:
             metrics.CHECKOUTS_BY_OUTCOME["empty"].inc()
             raise
-        except CheckoutInProgress:
+        except (CheckoutInProgress, _ReplayNotReplicated):
             metrics.CHECKOUT_REPLAYS.inc()
             raise
         except Exception:
@@ -181,7 +207,10 @@ class OrderStore:
         if status == b"replay":
             if reply[0] == b"pending":
                 raise CheckoutInProgress()
-            return None, CheckoutResponse.recall(reply[0])
+            replayed = CheckoutResponse.recall(reply[0])
+            if replayed.status_code == 200 and self._replicated is not None:
+                await _confirm_replicated(self._replicated, idempotency[0], reply[0])
+            return None, replayed
         if status == b"empty":
             raise EmptyCart()
         if status == b"insufficient_stock":
@@ -222,17 +251,27 @@ class OrderStore:
                 }
             ),
         )
-        outcome = await self._complete(
-            [keys.order(order_id), keys.pending_checkouts, keys.orders_stream, *idempotency],
-            [
-                order_id,
-                _now_ms(),
-                response.remembered(),
-                self._idempotency_ttl,
-                self._stream_maxlen,
-                request_id,
-            ],
-        )
+        complete_keys = [
+            keys.order(order_id),
+            keys.pending_checkouts,
+            keys.orders_stream,
+            *idempotency,
+        ]
+        complete_args: list[ScriptArg] = [
+            order_id,
+            _now_ms(),
+            response.remembered(),
+            self._idempotency_ttl,
+            self._stream_maxlen,
+            request_id,
+        ]
+        if self._complete_replicated is None:
+            outcome = await self._complete(complete_keys, complete_args)
+        else:
+            outcome, acknowledged = await self._complete_replicated(complete_keys, complete_args)
+            if outcome == b"paid" and acknowledged < self._complete_replicated.replicas:
+                metrics.WAIT_SHORTFALLS_BY_STEP["checkout"].inc()
+                raise NotReplicated()
         if outcome != b"paid":
             raise Conflict("The checkout took too long and was cancelled; nothing was ordered")
         metrics.ORDER_VALUE.observe(total_cents)
@@ -302,6 +341,19 @@ class OrderStore:
             ],
         )
         return 1 if outcome == b"cancelled" else 0
+
+
+class _ReplayNotReplicated(NotReplicated):
+    """A replayed paid response whose order still lacks replicas (counted as a replay)."""
+
+
+async def _confirm_replicated(
+    replicated: ReplicatedWrites, idempotency_key: str, remembered: bytes
+) -> None:
+    """Raise `NotReplicated` unless enough replicas hold the remembered paid response."""
+    if await replicated.rewrite(idempotency_key, remembered) < replicated.replicas:
+        metrics.WAIT_SHORTFALLS_BY_STEP["replay"].inc()
+        raise _ReplayNotReplicated()
 
 
 def _now_ms() -> int:

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _PLACEHOLDER_SECRETS = frozenset({"changeme", "changethis", "secret", "password"})
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+SentinelAddress = tuple[str, int]
+
+
+def parse_sentinel_addresses(value: str) -> tuple[SentinelAddress, ...]:
+    """`"host:port,host:port"` as ((host, port), ...); `"[::1]:26379"` for an IPv6 address.
+
+    Raises ValueError naming the first malformed entry.
+    """
+    addresses: list[SentinelAddress] = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        host, colon, port = entry.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                f"{entry!r} is not host:port (expected e.g. "
+                "'redis-0.redis:26379,redis-1.redis:26379')"
+            )
+        addresses.append((host, int(port)))
+    return tuple(addresses)
 
 
 class Settings(BaseSettings):
@@ -44,6 +66,23 @@ class Settings(BaseSettings):
     # How long a request waits for a free pooled connection before answering 503.
     redis_pool_timeout: float = Field(default=1.0, gt=0, le=30)
     redis_key_prefix: str = Field(default="sf:", pattern=r"^[A-Za-z0-9:_.-]{0,32}$")
+    # The password of the Redis servers. Overrides one inside REDIS_URL (the chart sets both
+    # to the same value in standalone mode), and is the only one used with Sentinel.
+    redis_password: SecretStr | None = None
+
+    # Sentinel mode: empty means standalone at REDIS_URL. NoDecode: a comma-separated list,
+    # not the JSON that pydantic-settings expects of a sequence.
+    redis_sentinels: Annotated[tuple[SentinelAddress, ...], NoDecode] = ()
+    redis_sentinel_master: str = Field(default="storefront", min_length=1)
+    redis_sentinel_password: SecretStr | None = None
+
+    # Durability of paid orders: a checkout is acknowledged only after WAIT confirms this many
+    # replicas have it. None means 1 with Sentinel (a failover must not lose an acknowledged
+    # order), 0 standalone (there is no replica to wait for).
+    redis_wait_replicas: int | None = Field(default=None, ge=0, le=16)
+    # Below the socket timeout, so a WAIT that runs out answers "too few replicas" rather
+    # than a socket timeout. 0 would mean "wait forever" to Redis: refused.
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=30_000)
 
     cart_token_secret: SecretStr
     admin_token: SecretStr | None = None
@@ -59,6 +98,32 @@ class Settings(BaseSettings):
     catalog_file: str | None = None
 
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: object) -> object:
+        return parse_sentinel_addresses(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _resolve_durability(self) -> Self:
+        if self.redis_wait_replicas is None:
+            self.redis_wait_replicas = 1 if self.redis_sentinels else 0
+        if self.redis_wait_timeout_ms >= self.redis_socket_timeout * 1000:
+            raise ValueError(
+                f"redis_wait_timeout_ms ({self.redis_wait_timeout_ms}) must be below "
+                f"REDIS_SOCKET_TIMEOUT ({self.redis_socket_timeout} s), or a WAIT that runs "
+                "out looks like a Redis timeout"
+            )
+        return self
+
+    @property
+    def uses_sentinel(self) -> bool:
+        return bool(self.redis_sentinels)
+
+    @property
+    def wait_replicas(self) -> int:
+        """REDIS_WAIT_REPLICAS with its default resolved (see `_resolve_durability`)."""
+        return self.redis_wait_replicas or 0
 
     @field_validator("cart_token_secret", "admin_token")
     @classmethod

@@ -55,6 +55,8 @@ class Stores:
                 idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
                 checkout_timeout_seconds=settings.checkout_timeout_seconds,
                 stream_maxlen=settings.orders_stream_maxlen,
+                wait_replicas=settings.wait_replicas,
+                wait_timeout_ms=settings.redis_wait_timeout_ms,
             ),
         )
 

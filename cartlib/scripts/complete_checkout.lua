@@ -3,8 +3,13 @@
 -- KEYS[4] idempotency record (optional)
 -- ARGV[1] order id, ARGV[2] now (ms), ARGV[3] response to remember, ARGV[4] its TTL (s),
 -- ARGV[5] approximate stream length cap, ARGV[6] request id
--- Returns 'paid', or 'not_pending' if the order was no longer pending (it expired).
-if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
+-- Returns 'paid' (also when it already was: a retry of this step whose reply was lost with
+-- its connection, e.g. across a failover), or 'not_pending' if the order expired.
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'paid' then
+  return 'paid'
+end
+if status ~= 'pending' then
   return 'not_pending'
 end
 redis.call('HSET', KEYS[1], 'status', 'paid', 'paid_at', ARGV[2])
