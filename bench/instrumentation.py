@@ -33,8 +33,8 @@ async def measure(redis_url: str, calls: int, rounds: int) -> dict[str, float]:
     redis = Redis.from_url(redis_url)
     cart = [Keys().cart("bench-session")]
     await redis.hset(cart[0], mapping={f"item-{index}": 1 for index in range(5)})
-    instrumented = LuaScript(redis, "get_cart", prelude="cart_lines")
-    bare = redis.register_script(source("get_cart", "cart_lines"))
+    instrumented = LuaScript(redis, "get_cart")
+    bare = redis.register_script(source("get_cart"))
 
     async def with_metrics() -> object:
         return await instrumented(cart)

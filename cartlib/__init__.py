@@ -6,7 +6,7 @@ places on `app.state.stores`.
 
 from cartlib.auth import IssuedToken, Session, SessionTokens
 from cartlib.cache import Cache
-from cartlib.carts import CartStore, cart_json
+from cartlib.carts import CartStore, LineChange, cart_json, line_change_json
 from cartlib.catalog import Catalog
 from cartlib.deps import CartDep, SessionDep, StoresDep, require_admin
 from cartlib.keys import Keys
@@ -34,6 +34,7 @@ __all__ = [
     "JSONBytes",
     "Keys",
     "LeanRoute",
+    "LineChange",
     "OrderStore",
     "PaymentProcessor",
     "PaymentResult",
@@ -48,5 +49,6 @@ __all__ = [
     "create_app",
     "create_redis",
     "get_settings",
+    "line_change_json",
     "require_admin",
 ]

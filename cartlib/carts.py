@@ -1,11 +1,17 @@
 """`CartStore`: a cart is a Redis hash of item id -> quantity, changed only by Lua scripts.
 
 Each operation is one script call: one round trip, atomic, and independent of what other
-requests do to the same cart at the same moment. Scripts return the cart already encoded as
-JSON so a big cart costs Python nothing to serialise.
+requests do to the same cart at the same moment. A write answers with the line it changed
+and the number of lines, never the whole cart, so it costs the same whatever the cart's size
+(the article's design re-read and re-wrote the whole cart on every add). Reading a cart is
+the one operation that grows with it: the script returns the lines already encoded as JSON so
+Python passes the bytes through.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -23,9 +29,18 @@ from cartlib.keys import Keys
 from cartlib.scripts import LuaScript
 
 
+@dataclass(frozen=True, slots=True)
+class LineChange:
+    """What a cart write did: the line's quantity now (0: no such line) and the cart's lines."""
+
+    item_id: str
+    quantity: int
+    line_count: int
+
+
 class CartStore:
-    """Reads and changes carts. Every method returns the cart's lines as JSON bytes:
-    `[{"id": ..., "quantity": n}, ...]`, sorted by item id.
+    """Reads and changes carts. `get` returns the cart's lines as JSON bytes,
+    `[{"id": ..., "quantity": n}, ...]` sorted by item id; writes return a `LineChange`.
 
     **Parameters:**
 
@@ -43,36 +58,36 @@ class CartStore:
         self._ttl_ms = ttl_seconds * 1000
         self.max_quantity = max_quantity
         self._max_lines = max_lines
-        self._get = LuaScript(redis, "get_cart", prelude="cart_lines")
-        self._add = LuaScript(redis, "add_item", prelude="cart_lines")
-        self._set = LuaScript(redis, "set_item", prelude="cart_lines")
+        self._get = LuaScript(redis, "get_cart")
+        self._add = LuaScript(redis, "add_item")
+        self._set = LuaScript(redis, "set_item")
 
     async def get(self, session_id: str) -> bytes:
         """The cart's lines; an unknown or expired cart is empty."""
         lines: bytes = await self._get([self._keys.cart(session_id)])
         return lines
 
-    async def add(self, session_id: str, item_id: str, quantity: int = 1) -> bytes:
+    async def add(self, session_id: str, item_id: str, quantity: int = 1) -> LineChange:
         """Add `quantity` units of an item, and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=1)
         reply = await self._add(
             [self._keys.cart(session_id), self._keys.stock],
             [item_id, quantity, self.max_quantity, self._max_lines, self._ttl_ms],
         )
-        lines = self._lines_or_raise(reply, item_id)
+        change = self._change_or_raise(reply, item_id)
         metrics.CART_ITEMS_ADDED.inc(quantity)
-        return lines
+        return change
 
-    async def set(self, session_id: str, item_id: str, quantity: int) -> bytes:
+    async def set(self, session_id: str, item_id: str, quantity: int) -> LineChange:
         """Set a line's quantity (0 removes it), and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=0)
         reply = await self._set(
             [self._keys.cart(session_id), self._keys.stock],
             [item_id, quantity, self._max_lines, self._ttl_ms],
         )
-        return self._lines_or_raise(reply, item_id)
+        return self._change_or_raise(reply, item_id)
 
-    async def remove(self, session_id: str, item_id: str) -> bytes:
+    async def remove(self, session_id: str, item_id: str) -> LineChange:
         """Remove a line; removing a line that is not there is not an error."""
         return await self.set(session_id, item_id, 0)
 
@@ -82,11 +97,12 @@ class CartStore:
                 f"quantity must be an integer from {minimum} to {self.max_quantity}"
             )
 
-    def _lines_or_raise(self, reply: list[bytes], item_id: str) -> bytes:
-        status, detail = reply
+    def _change_or_raise(self, reply: list[Any], item_id: str) -> LineChange:
+        # {'ok', quantity, line count} (integer replies) or {error, detail} (bytes).
+        status = reply[0]
         if status == b"ok":
-            return detail
-        raise self._error(status, detail, item_id)
+            return LineChange(item_id, reply[1], reply[2])
+        raise self._error(status, reply[1], item_id)
 
     def _error(self, status: bytes, detail: bytes, item_id: str) -> CartError:
         if status == b"unknown_item":
@@ -106,3 +122,14 @@ class CartStore:
 def cart_json(session_id: str, lines: bytes) -> bytes:
     """The cart as the API shows it: `{"session_id": ..., "items": [...]}`."""
     return b'{"session_id":' + orjson.dumps(session_id) + b',"items":' + lines + b"}"
+
+
+def line_change_json(session_id: str, change: LineChange) -> bytes:
+    """A cart write's answer as the API shows it (`CartLineChange` in cartlib.models)."""
+    return orjson.dumps(
+        {
+            "session_id": session_id,
+            "line": {"id": change.item_id, "quantity": change.quantity},
+            "line_count": change.line_count,
+        }
+    )

@@ -64,8 +64,13 @@ class Cart(BaseModel):
     items: list[CartLine]
 
 
-class CartEnvelope(BaseModel):
-    cart: Cart
+class CartLineChange(BaseModel):
+    """A cart write's answer: the line it changed, not the whole cart, so that a write costs
+    the same in a big cart as in a small one (`GET /cart` returns the whole cart)."""
+
+    session_id: str
+    line: CartLine = Field(description="The line now; quantity 0 when it was removed.")
+    line_count: int = Field(description="Distinct items in the cart after the change.")
 
 
 class LegacyCart(BaseModel):
@@ -110,3 +115,19 @@ class CheckoutResponse(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class ValidationIssue(BaseModel):
+    """One of FastAPI's validation errors (it may add `input`, `ctx` and `url`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class UnprocessableBody(BaseModel):
+    """A 422: a request that breaks a limit (a message) or does not validate (a list)."""
+
+    detail: str | list[ValidationIssue]

@@ -6,12 +6,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path
 
-from cartlib import JSONBytes, LeanRoute, SessionDep, StoresDep, cart_json, require_admin
+from cartlib import (
+    JSONBytes,
+    LeanRoute,
+    LineChange,
+    SessionDep,
+    StoresDep,
+    line_change_json,
+    require_admin,
+)
 from cartlib import create_app as create_service
-from cartlib.errors import Forbidden, InsufficientStock, ItemNotFound, LimitExceeded
+from cartlib.errors import (
+    Forbidden,
+    InsufficientStock,
+    ItemNotFound,
+    LimitExceeded,
+    StoreUnavailable,
+)
 from cartlib.models import (
     AddToCart,
-    CartEnvelope,
+    CartLineChange,
     Item,
     ItemId,
     ItemIn,
@@ -21,7 +35,7 @@ from cartlib.models import (
     NewSession,
     SetQuantity,
 )
-from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
+from cartlib.routes import BODY_ERRORS, SESSION_ERRORS, cart_router, error_responses
 from inventory.seed import seed_catalog
 
 ItemIdPath = Annotated[ItemId, Path(description="An item id, e.g. `badger-mug`.")]
@@ -38,7 +52,12 @@ async def create_session(stores: StoresDep) -> NewSession:
     )
 
 
-items = APIRouter(route_class=LeanRoute, prefix="/items", tags=["items"])
+items = APIRouter(
+    route_class=LeanRoute,
+    prefix="/items",
+    tags=["items"],
+    responses=error_responses(StoreUnavailable),
+)
 
 
 @items.get("", response_model=ItemList, response_class=JSONBytes)
@@ -63,7 +82,7 @@ async def read_item(stores: StoresDep, item_id: ItemIdPath) -> JSONBytes:
     response_model=Item,
     response_class=JSONBytes,
     dependencies=[Depends(require_admin)],
-    responses=error_responses(Forbidden),
+    responses=error_responses(Forbidden, *BODY_ERRORS),
 )
 async def put_item(stores: StoresDep, item_id: ItemIdPath, item: ItemIn) -> JSONBytes:
     """Create or replace an item and its stock (admin: `X-Admin-Token`)."""
@@ -78,38 +97,52 @@ cart_items = APIRouter(
 )
 
 
-def _envelope(session_id: str, lines: bytes, status_code: int = 200) -> JSONBytes:
-    return JSONBytes(b'{"cart":' + cart_json(session_id, lines) + b"}", status_code)
+def _changed(session_id: str, change: LineChange, status_code: int = 200) -> JSONBytes:
+    return JSONBytes(line_change_json(session_id, change), status_code)
 
 
-@cart_items.post("", status_code=201, response_model=CartEnvelope, response_class=JSONBytes)
+@cart_items.post(
+    "",
+    status_code=201,
+    response_model=CartLineChange,
+    response_class=JSONBytes,
+    responses=error_responses(*BODY_ERRORS),
+)
 async def add_to_cart(stores: StoresDep, session: SessionDep, body: AddToCart) -> JSONBytes:
-    """Add units of an item to the cart (atomic, one Redis round trip)."""
-    lines = await stores.carts.add(session.id, body.item.id, body.quantity)
-    return _envelope(session.id, lines, 201)
+    """Add units of an item to the cart (atomic, one Redis round trip); answers with the line."""
+    change = await stores.carts.add(session.id, body.item.id, body.quantity)
+    return _changed(session.id, change, 201)
 
 
-@cart_items.put("/{item_id}", response_model=CartEnvelope, response_class=JSONBytes)
+@cart_items.put(
+    "/{item_id}",
+    response_model=CartLineChange,
+    response_class=JSONBytes,
+    responses=error_responses(*BODY_ERRORS),
+)
 async def set_quantity(
     stores: StoresDep, session: SessionDep, item_id: ItemIdPath, body: SetQuantity
 ) -> JSONBytes:
     """Set a line's quantity; 0 removes the line."""
-    return _envelope(session.id, await stores.carts.set(session.id, item_id, body.quantity))
+    return _changed(session.id, await stores.carts.set(session.id, item_id, body.quantity))
 
 
-@cart_items.delete("/{item_id}", response_model=CartEnvelope, response_class=JSONBytes)
+@cart_items.delete("/{item_id}", response_model=CartLineChange, response_class=JSONBytes)
 async def remove_from_cart(
     stores: StoresDep, session: SessionDep, item_id: ItemIdPath
 ) -> JSONBytes:
     """Remove a line (removing an absent line is not an error)."""
-    return _envelope(session.id, await stores.carts.remove(session.id, item_id))
+    return _changed(session.id, await stores.carts.remove(session.id, item_id))
 
 
 legacy = APIRouter(
     route_class=LeanRoute,
     prefix="/Cart",
     tags=["legacy"],
-    responses=error_responses(*SESSION_ERRORS, ItemNotFound, InsufficientStock),
+    # LimitExceeded: a line at the cap or a cart at CART_MAX_LINES refuses one unit more.
+    responses=error_responses(
+        *SESSION_ERRORS, *BODY_ERRORS, ItemNotFound, InsufficientStock, LimitExceeded
+    ),
 )
 
 
@@ -118,7 +151,10 @@ async def legacy_add_to_cart(
     stores: StoresDep, session: SessionDep, body: LegacyAddToCart
 ) -> JSONBytes:
     """The original article's route: add one unit; answers with the cart's lines."""
-    lines = await stores.carts.add(session.id, body.item.id)
+    # The article's answer is the whole cart, so this route costs what the article's did:
+    # a second round trip and time that grows with the cart. `POST /cart/items` does not.
+    await stores.carts.add(session.id, body.item.id)
+    lines = await stores.carts.get(session.id)
     return JSONBytes(b'{"message":"OK","cart":' + lines + b"}", 201)
 
 

@@ -3,9 +3,10 @@
 -- KEYS[1] cart hash, KEYS[2] stock hash
 -- ARGV[1] item id, ARGV[2] units to add, ARGV[3] cap on a line's quantity,
 -- ARGV[4] cap on the number of lines, ARGV[5] cart TTL in milliseconds
--- Returns {'ok', lines JSON} or {error, detail} with error one of
--- 'unknown_item', 'quantity_cap' (detail: quantity already in the cart),
+-- Returns {'ok', the line's new quantity, the cart's number of lines} or {error, detail}
+-- with error one of 'unknown_item', 'quantity_cap' (detail: quantity already in the cart),
 -- 'out_of_stock' (detail: units in stock), 'too_many_lines'.
+-- Every command here is O(1): an add costs the same in a 500-line cart as in an empty one.
 local stock = redis.call('HGET', KEYS[2], ARGV[1])
 if not stock then
   return {'unknown_item', ''}
@@ -18,9 +19,13 @@ end
 if wanted > tonumber(stock) then
   return {'out_of_stock', stock}
 end
-if current == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
-  return {'too_many_lines', ''}
+local lines = redis.call('HLEN', KEYS[1])
+if current == 0 then
+  if lines >= tonumber(ARGV[4]) then
+    return {'too_many_lines', ''}
+  end
+  lines = lines + 1
 end
 redis.call('HSET', KEYS[1], ARGV[1], wanted)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return {'ok', cart_lines_json(KEYS[1])}
+return {'ok', wanted, lines}

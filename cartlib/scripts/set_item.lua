@@ -3,7 +3,8 @@
 -- KEYS[1] cart hash, KEYS[2] stock hash
 -- ARGV[1] item id, ARGV[2] quantity (0 .. line cap, checked by the caller),
 -- ARGV[3] cap on the number of lines, ARGV[4] cart TTL in milliseconds
--- Returns {'ok', lines JSON} or {error, detail} as add_item does.
+-- Returns {'ok', quantity, the cart's number of lines} or {error, detail} as add_item does;
+-- O(1) in the cart's size, like add_item.
 local quantity = tonumber(ARGV[2])
 if quantity == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -23,4 +24,4 @@ else
 end
 -- PEXPIRE on a missing key (the last line was just removed) is a no-op.
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'ok', cart_lines_json(KEYS[1])}
+return {'ok', quantity, redis.call('HLEN', KEYS[1])}

@@ -7,6 +7,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from cartlib.carts import LineChange
 from cartlib.errors import InsufficientStock, ItemNotFound, QuantityLimitExceeded, TooManyLines
 from cartlib.keys import Keys
 from cartlib.stores import Stores
@@ -23,18 +24,17 @@ async def test_an_unknown_cart_is_empty(stores: Stores) -> None:
     assert orjson.loads(await stores.carts.get(SESSION)) == []
 
 
-async def test_adds_accumulate_and_every_add_returns_the_cart(
+async def test_adds_accumulate_and_every_add_returns_the_changed_line(
     stores: Stores, stock_item: StockItem
 ) -> None:
     await stock_item("mug")
     await stock_item("cap")
-    await stores.carts.add(SESSION, "mug", 2)
-    returned = await stores.carts.add(SESSION, "cap")
-    final = await stores.carts.add(SESSION, "mug", 3)
-    assert lines(returned) == {"mug": 2, "cap": 1}
-    assert lines(final) == {"mug": 5, "cap": 1}
-    assert final == await stores.carts.get(SESSION)
-    assert [line["id"] for line in orjson.loads(final)] == ["cap", "mug"]  # sorted by id
+    assert await stores.carts.add(SESSION, "mug", 2) == LineChange("mug", 2, 1)
+    assert await stores.carts.add(SESSION, "cap") == LineChange("cap", 1, 2)
+    assert await stores.carts.add(SESSION, "mug", 3) == LineChange("mug", 5, 2)
+    cart = await stores.carts.get(SESSION)
+    assert lines(cart) == {"mug": 5, "cap": 1}
+    assert [line["id"] for line in orjson.loads(cart)] == ["cap", "mug"]  # sorted by id
 
 
 async def test_the_cart_is_a_hash_under_the_session_key_with_the_ttl(
@@ -56,7 +56,7 @@ async def test_every_write_renews_the_ttl(
     await stock_item("cap")
     key = Keys().cart(SESSION)
     ttl_ms = stores.settings.cart_ttl_seconds * 1000
-    writes: list[Callable[[], Awaitable[bytes]]] = [
+    writes: list[Callable[[], Awaitable[LineChange]]] = [
         lambda: stores.carts.add(SESSION, "mug"),
         lambda: stores.carts.set(SESSION, "mug", 4),
         lambda: stores.carts.add(SESSION, "cap"),
@@ -104,7 +104,7 @@ async def test_a_line_never_exceeds_the_cap(stores: Stores, stock_item: StockIte
     await stores.carts.add(SESSION, "mug", 98)
     with pytest.raises(QuantityLimitExceeded, match="98 of 'mug' already"):
         await stores.carts.add(SESSION, "mug", 2)
-    assert lines(await stores.carts.add(SESSION, "mug", 1)) == {"mug": 99}
+    assert await stores.carts.add(SESSION, "mug", 1) == LineChange("mug", 99, 1)
 
 
 async def test_more_than_the_stock_is_refused(stores: Stores, stock_item: StockItem) -> None:
@@ -127,7 +127,7 @@ async def test_the_number_of_lines_is_capped(stores: Stores, stock_item: StockIt
     with pytest.raises(TooManyLines):
         await stores.carts.set(SESSION, extra, 1)
     # Existing lines can still change.
-    assert lines(await stores.carts.add(SESSION, "item-0"))["item-0"] == 2
+    assert await stores.carts.add(SESSION, "item-0") == LineChange("item-0", 2, max_lines)
     assert len(lines(await stores.carts.get(SESSION))) == max_lines
 
 
@@ -138,10 +138,13 @@ async def test_set_zero_and_remove_delete_the_line_idempotently(
     await stock_item("cap")
     await stores.carts.add(SESSION, "mug", 2)
     await stores.carts.add(SESSION, "cap", 1)
-    assert lines(await stores.carts.set(SESSION, "mug", 0)) == {"cap": 1}
-    assert lines(await stores.carts.remove(SESSION, "cap")) == {}
-    assert lines(await stores.carts.remove(SESSION, "cap")) == {}
-    assert lines(await stores.carts.remove(SESSION, "never-existed")) == {}
+    assert await stores.carts.set(SESSION, "cap", 4) == LineChange("cap", 4, 2)
+    assert await stores.carts.set(SESSION, "mug", 0) == LineChange("mug", 0, 1)
+    assert lines(await stores.carts.get(SESSION)) == {"cap": 4}
+    assert await stores.carts.remove(SESSION, "cap") == LineChange("cap", 0, 0)
+    assert await stores.carts.remove(SESSION, "cap") == LineChange("cap", 0, 0)
+    assert await stores.carts.remove(SESSION, "never-existed") == LineChange("never-existed", 0, 0)
+    assert lines(await stores.carts.get(SESSION)) == {}
 
 
 async def test_a_line_of_a_withdrawn_item_can_still_be_removed(
@@ -151,7 +154,8 @@ async def test_a_line_of_a_withdrawn_item_can_still_be_removed(
     await stores.carts.add(SESSION, "mug")
     await raw_redis.hdel(Keys().stock, "mug")
     await raw_redis.hdel(Keys().catalog, "mug")
-    assert lines(await stores.carts.remove(SESSION, "mug")) == {}
+    assert await stores.carts.remove(SESSION, "mug") == LineChange("mug", 0, 0)
+    assert lines(await stores.carts.get(SESSION)) == {}
 
 
 async def test_sessions_have_separate_carts(stores: Stores, stock_item: StockItem) -> None:
@@ -174,5 +178,5 @@ async def test_concurrent_adds_to_one_cart_are_never_lost(
 async def test_item_ids_are_json_escaped(stores: Stores, stock_item: StockItem) -> None:
     # Ids are validated at the HTTP edge; the scripts still encode whatever they hold.
     await stock_item('quote"and\\slash')
-    encoded = await stores.carts.add(SESSION, 'quote"and\\slash')
-    assert lines(encoded) == {'quote"and\\slash': 1}
+    await stores.carts.add(SESSION, 'quote"and\\slash')
+    assert lines(await stores.carts.get(SESSION)) == {'quote"and\\slash': 1}

@@ -515,11 +515,11 @@ async def test_a_session_cannot_see_or_change_another_sessions_cart_or_order(
         assert assert_refused(response, 404) == "Order not found"
         # Changes aimed at lines the owner has land in the intruder's own (empty) cart.
         response = await shop.client.delete(f"{shop.inventory}/cart/items/mug", headers=intruder)
-        assert response.json()["cart"]["items"] == []
+        assert response.json()["line_count"] == 0
         response = await shop.client.put(
             f"{shop.inventory}/cart/items/mug", json={"quantity": 0}, headers=intruder
         )
-        assert response.json()["cart"]["items"] == []
+        assert response.json()["line_count"] == 0
         # A checkout orders the intruder's cart, which is empty.
         response = await shop.pay(intruder)
         assert response.json() == CART_DETAIL_EMPTY

@@ -14,14 +14,15 @@ async def test_add_in_inventory_see_in_checkout_check_out_and_see_the_order(shop
 
     added = await shop.add(auth, "mug", 2)
     assert added.status_code == 201
-    cart = added.json()["cart"]
-    assert cart["items"] == [{"id": "mug", "quantity": 2}]
-    await shop.add(auth, "cap")
+    change = added.json()
+    assert change["line"] == {"id": "mug", "quantity": 2}
+    assert change["line_count"] == 1
+    assert (await shop.add(auth, "cap")).json()["line_count"] == 2
 
     seen_by_checkout = await shop.cart(auth)
     assert seen_by_checkout.status_code == 200
     assert seen_by_checkout.json() == {
-        "session_id": cart["session_id"],
+        "session_id": change["session_id"],
         "items": [{"id": "cap", "quantity": 1}, {"id": "mug", "quantity": 2}],
     }
     assert (await shop.cart(auth, shop.inventory)).json() == seen_by_checkout.json()
@@ -51,15 +52,23 @@ async def test_cart_line_changes(shop: Shop) -> None:
         f"{shop.inventory}/cart/items/mug", json={"quantity": 7}, headers=auth
     )
     assert changed.status_code == 200
-    assert {"id": "mug", "quantity": 7} in changed.json()["cart"]["items"]
+    assert changed.json()["line"] == {"id": "mug", "quantity": 7}
+    assert changed.json()["line_count"] == 2
     removed = await shop.client.delete(f"{shop.inventory}/cart/items/cap", headers=auth)
-    assert removed.json()["cart"]["items"] == [{"id": "mug", "quantity": 7}]
+    assert removed.json()["line"] == {"id": "cap", "quantity": 0}
+    assert (await shop.cart(auth)).json()["items"] == [{"id": "mug", "quantity": 7}]
     again = await shop.client.delete(f"{shop.inventory}/cart/items/cap", headers=auth)
     assert again.status_code == 200
+    assert again.json()["line_count"] == 1
     zero = await shop.client.put(
         f"{shop.inventory}/cart/items/mug", json={"quantity": 0}, headers=auth
     )
-    assert zero.json()["cart"]["items"] == []
+    assert zero.json() == {
+        "session_id": changed.json()["session_id"],
+        "line": {"id": "mug", "quantity": 0},
+        "line_count": 0,
+    }
+    assert (await shop.cart(auth)).json()["items"] == []
 
 
 async def test_the_articles_routes_still_work(shop: Shop) -> None:
