@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Final
 
 import redis
@@ -99,12 +99,13 @@ class LocalRedisContainer(RedisContainer):
     """A RedisContainer for the local images, published on 127.0.0.1 only.
 
     ``host_port`` None lets Docker pick a free port; a fixed one survives ``docker stop`` and
-    ``docker start`` of the container (a picked one would change).
+    ``docker start`` of the container (a picked one would change). ``args`` are more
+    ``redis-server`` options after the defaults, which they override (``--appendonly yes``).
     """
 
-    def __init__(self, image: str, host_port: int | None = None) -> None:
+    def __init__(self, image: str, host_port: int | None = None, args: Sequence[str] = ()) -> None:
         super().__init__(image=image, port=REDIS_PORT)
-        self.with_command(list(REDIS_COMMAND))
+        self.with_command([*REDIS_COMMAND, *args])
         # testcontainers' with_bind_ports binds on every interface; the Docker SDK also takes
         # (host_ip, host_port).
         loopback_only: dict[str, Any] = {f"{REDIS_PORT}/tcp": (LOOPBACK, host_port)}
@@ -117,15 +118,18 @@ class LocalRedisContainer(RedisContainer):
         return f"redis://{host}:{port}/{db}"
 
 
-def start_redis(version: str, host_port: int | None = None) -> LocalRedisContainer:
-    """Start the local image of Redis ``version`` ("7" or "6.2") and wait for PING.
+def start_redis(
+    version: str, host_port: int | None = None, args: Sequence[str] = ()
+) -> LocalRedisContainer:
+    """Start the local image of Redis ``version`` ("7" or "6.2") and wait for PING; ``args``
+    are more ``redis-server`` options (see `LocalRedisContainer`).
 
     Skips (or, in CI, fails) the test when Docker or the image is missing. The caller
     removes the container with ``.stop()``.
     """
     image = IMAGES[version]
     require_docker(image)
-    container = LocalRedisContainer(image, host_port=host_port)
+    container = LocalRedisContainer(image, host_port=host_port, args=args)
     try:
         container.start()
     except BaseException:
@@ -168,9 +172,10 @@ class RestartableRedis:
     """A Redis container on a fixed 127.0.0.1 port, to take down and bring back in a test.
 
     ``stop()`` is a clean shutdown (SIGTERM), ``kill()`` a crash (SIGKILL); either way
-    connections are refused until ``start()``, which keeps the port and, as there is no
-    persistence, comes back with an empty database. ``pause()`` freezes the server: the port
-    still accepts connections but nothing answers (timeouts), until ``unpause()``.
+    connections are refused until ``start()``, which keeps the port and the container's
+    /data: Redis comes back with an empty database, unless it was started with persistence
+    (``--appendonly yes``). ``pause()`` freezes the server: the port still accepts
+    connections but nothing answers (timeouts), until ``unpause()``.
     """
 
     def __init__(self, container: LocalRedisContainer, version: str, port: int) -> None:
@@ -240,8 +245,11 @@ class RestartableRedis:
 
 
 @contextlib.contextmanager
-def run_restartable_redis(version: str = "7", attempts: int = 5) -> Iterator[RestartableRedis]:
-    """Run Redis ``version`` on a fixed free 127.0.0.1 port; remove it on exit.
+def run_restartable_redis(
+    version: str = "7", attempts: int = 5, args: Sequence[str] = ()
+) -> Iterator[RestartableRedis]:
+    """Run Redis ``version`` on a fixed free 127.0.0.1 port, with more ``redis-server``
+    options ``args``; remove it on exit.
 
     The port is picked by binding port 0 and released before Docker binds it, so another
     process may take it in between: then another port is tried.
@@ -251,7 +259,7 @@ def run_restartable_redis(version: str = "7", attempts: int = 5) -> Iterator[Res
     for attempt in range(1, attempts + 1):
         port = free_port()
         try:
-            container = start_redis(version, host_port=port)
+            container = start_redis(version, host_port=port, args=args)
             break
         except Exception as exc:
             taken = "already allocated" in str(exc) or "already in use" in str(exc)

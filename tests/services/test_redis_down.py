@@ -9,23 +9,25 @@ client's timeout did not fire": a hang fails the test, a slow machine does not.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 
 import httpx
 import pytest
 
 from tests._redis import RestartableRedis
+from tests.services._outage import (
+    CLIENT_TIMEOUT,
+    Send,
+    assert_no_tracebacks,
+    assert_unavailable,
+    timed,
+    wait_until_ready,
+)
 from tests.services._stack import Stack, running_stack
 from tests.services.conftest import Shop
 
-CLIENT_TIMEOUT = 5.0  # well above the services' Redis timeouts (1 s); a hang hits it
-RECOVERY_TIMEOUT = 15.0
-UNAVAILABLE = {"detail": "The cart store is unavailable; try again shortly"}
 CONCURRENT_REQUESTS = 16
-
-Send = Callable[[], Awaitable[httpx.Response]]
 
 
 @pytest.fixture
@@ -51,23 +53,6 @@ def store_requests(shop: Shop, auth: dict[str, str]) -> dict[str, Send]:
         "POST /cart/items": lambda: shop.add(auth, "mug"),
         "POST /checkout": lambda: shop.pay(auth),
     }
-
-
-async def timed(name: str, send: Send) -> tuple[httpx.Response, float]:
-    started = time.perf_counter()
-    try:
-        response = await send()
-    except httpx.TimeoutException:
-        pytest.fail(f"{name} hung: no answer within the client's {CLIENT_TIMEOUT} s timeout")
-    return response, time.perf_counter() - started
-
-
-def assert_unavailable(name: str, response: httpx.Response) -> None:
-    assert response.status_code == 503, (name, response.status_code, response.text)
-    assert response.headers["retry-after"].isdigit(), name
-    assert int(response.headers["retry-after"]) >= 1, name
-    assert response.headers["content-type"] == "application/json", name
-    assert response.json() == UNAVAILABLE, name
 
 
 async def assert_down(shop: Shop, auth: dict[str, str], outage: str) -> None:
@@ -107,21 +92,6 @@ def report_recovery(outage: str, seconds: float) -> None:
     print(f"both services ready {seconds:.3f} s after Redis came back from {outage}")  # noqa: T201
 
 
-async def wait_until_ready(shop: Shop) -> float:
-    """Poll both services' /readyz until 200; returns how long it took."""
-    started = time.monotonic()
-    for base in (shop.inventory, shop.checkout):
-        while True:
-            response = await shop.client.get(f"{base}/readyz")
-            if response.status_code == 200:
-                break
-            assert response.status_code == 503, response.text
-            if time.monotonic() - started > RECOVERY_TIMEOUT:
-                pytest.fail(f"{base} not ready {RECOVERY_TIMEOUT} s after Redis came back")
-            await asyncio.sleep(0.1)
-    return time.monotonic() - started
-
-
 async def assert_recovered(shop: Shop) -> None:
     """The same processes serve carts again. A restarted Redis comes back empty (no
     persistence), so the item is created again first."""
@@ -139,13 +109,6 @@ async def assert_recovered(shop: Shop) -> None:
     paid = await shop.pay(auth)
     assert paid.status_code == 200, paid.text
     assert paid.json()["order"]["total_cents"] == 500
-
-
-def assert_no_tracebacks(stack: Stack) -> None:
-    for service in (stack.inventory, stack.checkout):
-        log = service.log.read_text()
-        assert "Traceback" not in log, f"{service.name}'s log ({service.log}):\n{log}"
-        assert service.process.poll() is None, f"{service.name} exited"
 
 
 async def prepared_session(shop: Shop) -> dict[str, str]:
