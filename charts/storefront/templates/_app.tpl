@@ -5,7 +5,7 @@ templates/<component>/<kind>.yaml includes one of these with
 .Values.<component>.
 */ -}}
 
-{{/* ConfigMap with the service's non-secret environment (config.* as CONFIG_NAME, HOST, PORT, WEB_CONCURRENCY). */}}
+{{/* ConfigMap with the service's non-secret environment (config.* as CONFIG_NAME, HOST, PORT, WEB_CONCURRENCY; REDIS_SENTINELS and REDIS_SENTINEL_MASTER in sentinel mode). */}}
 {{- define "storefront.app.configmap" -}}
 {{- $ctx := .context -}}
 {{- $values := index $ctx.Values .component -}}
@@ -26,6 +26,10 @@ data:
   WEB_CONCURRENCY: {{ $values.webConcurrency | toString | quote }}
   {{- range $key, $value := $ctx.Values.config }}
   {{ $key | snakecase | upper }}: {{ $value | toString | quote }}
+  {{- end }}
+  {{- if include "storefront.redis.sentinelMode" $ctx }}
+  REDIS_SENTINELS: {{ include "storefront.redis.sentinels" $ctx | quote }}
+  REDIS_SENTINEL_MASTER: {{ $ctx.Values.redis.sentinel.masterSet | quote }}
   {{- end }}
 {{- end -}}
 
@@ -366,6 +370,10 @@ spec:
       ports:
         - port: 6379
           protocol: TCP
+        {{- if include "storefront.redis.sentinelMode" $ctx }}
+        - port: {{ $ctx.Values.redis.sentinel.port }}
+          protocol: TCP
+        {{- end }}
     {{- else }}
     - ports:
         - port: {{ $ctx.Values.externalRedis.port }}

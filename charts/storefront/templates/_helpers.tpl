@@ -143,6 +143,32 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "storefront.redis.host" .) -}}
 {{- end -}}
 
+{{/* "true" when the in-cluster Redis runs in sentinel mode (redis.architecture=sentinel). */}}
+{{- define "storefront.redis.sentinelMode" -}}
+{{- if and .Values.redis.enabled (eq .Values.redis.architecture "sentinel") }}true{{ end -}}
+{{- end -}}
+
+{{/* Name of Redis' headless Service, the StatefulSet's governing Service (pod DNS names). */}}
+{{- define "storefront.redis.headlessName" -}}
+{{- printf "%s-headless" (include "storefront.componentName" (dict "context" . "component" "redis")) -}}
+{{- end -}}
+
+{{/* The DNS domain of Redis' pods: `<headless>.<namespace>.svc.<clusterDomain>`. */}}
+{{- define "storefront.redis.podDomain" -}}
+{{- printf "%s.%s.svc.%s" (include "storefront.redis.headlessName" .) (include "storefront.namespace" .) .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* REDIS_SENTINELS: `host:port` of every Redis pod's Sentinel by its stable DNS name, comma-separated. */}}
+{{- define "storefront.redis.sentinels" -}}
+{{- $statefulSet := include "storefront.componentName" (dict "context" . "component" "redis") -}}
+{{- $domain := include "storefront.redis.podDomain" . -}}
+{{- $sentinels := list -}}
+{{- range $ordinal := until (int .Values.redis.sentinel.replicas) -}}
+{{- $sentinels = append $sentinels (printf "%s-%d.%s:%d" $statefulSet $ordinal $domain (int $.Values.redis.sentinel.port)) -}}
+{{- end -}}
+{{- join "," $sentinels -}}
+{{- end -}}
+
 {{/* Name of the Secret holding the external Redis URL: externalRedis.existingSecret or the one made from externalRedis.url. */}}
 {{- define "storefront.externalRedis.secretName" -}}
 {{- if .Values.externalRedis.existingSecret -}}
@@ -161,10 +187,22 @@ redis-url
 {{- end -}}
 {{- end -}}
 
-{{/* Environment of inventory and checkout that comes from Secrets (never plain values): REDIS_URL, CART_TOKEN_SECRET, ADMIN_TOKEN. */}}
+{{/* Environment of inventory and checkout that comes from Secrets (never plain values): REDIS_URL (or, in sentinel mode, REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD), CART_TOKEN_SECRET, ADMIN_TOKEN. */}}
 {{- define "storefront.secretEnv" -}}
 {{- $secret := include "storefront.secretName" . -}}
-{{- if .Values.redis.enabled }}
+{{- if include "storefront.redis.sentinelMode" . }}
+{{- /* Sentinel mode: the services ask REDIS_SENTINELS (in the ConfigMap) for the master. */}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.secrets.keys.redisPassword }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.secrets.keys.sentinelPassword }}
+{{- else if .Values.redis.enabled }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
@@ -195,13 +233,21 @@ redis-url
 
 {{/* What the pods' Secrets are made of (names, keys, the external URL; not the generated random values, which lookup keeps): its hash is the checksum/secret pod annotation. */}}
 {{- define "storefront.secretChecksum" -}}
-{{- dict "secrets" .Values.secrets "redis" .Values.redis.enabled "externalRedis" .Values.externalRedis | toJson | sha256sum -}}
+{{- $parts := dict "secrets" .Values.secrets "redis" .Values.redis.enabled "externalRedis" .Values.externalRedis -}}
+{{- if include "storefront.redis.sentinelMode" . -}}
+{{- $_ := set $parts "sentinel" true -}}
+{{- else -}}
+{{- /* The Sentinel password's key matters only in sentinel mode: leave standalone pods' checksum (and so the pods) as they were before the key existed. */ -}}
+{{- $_ := set $parts "secrets" (merge (dict "keys" (omit .Values.secrets.keys "sentinelPassword")) (omit .Values.secrets "keys")) -}}
+{{- end -}}
+{{- $parts | toJson | sha256sum -}}
 {{- end -}}
 
 {{/* Fails the render with every VALUES VALIDATION message at once, naming the key and the fix. */}}
 {{- define "storefront.validateValues" -}}
 {{- $messages := list -}}
 {{- $messages = append $messages (include "storefront.validateValues.redis" .) -}}
+{{- $messages = append $messages (include "storefront.validateValues.sentinel" .) -}}
 {{- range $component := list "inventory" "checkout" -}}
 {{- $messages = append $messages (include "storefront.validateValues.autoscaling" (dict "context" $ "component" $component)) -}}
 {{- end -}}
@@ -247,6 +293,17 @@ storefront: {{ .component }}.autoscaling.minReplicas
 storefront: {{ .component }}.pdb
     {{ .component }}.pdb sets both minAvailable and maxUnavailable; a PodDisruptionBudget takes one:
     --set {{ .component }}.pdb.maxUnavailable="" (or --set {{ .component }}.pdb.minAvailable="")
+{{- end -}}
+{{- end -}}
+
+{{/* Validation: in sentinel mode, the quorum is a number of the Sentinels there are (the schema keeps it >= 1 and the replicas >= 3). */}}
+{{- define "storefront.validateValues.sentinel" -}}
+{{- $sentinel := .Values.redis.sentinel -}}
+{{- if and (include "storefront.redis.sentinelMode" .) (gt (int $sentinel.quorum) (int $sentinel.replicas)) -}}
+storefront: redis.sentinel.quorum
+    redis.sentinel.quorum ({{ $sentinel.quorum }}) is above redis.sentinel.replicas ({{ $sentinel.replicas }}):
+    no failover could ever be agreed. A majority is usual:
+    --set redis.sentinel.quorum={{ add1 (div (int $sentinel.replicas) 2) }}
 {{- end -}}
 {{- end -}}
 
