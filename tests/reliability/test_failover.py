@@ -1,0 +1,425 @@
+"""Redis Sentinel: both services follow a failover by themselves, and a paid order that a
+client was told about survives it (WAIT).
+
+One Sentinel deployment (tests/reliability/_sentinel.py) and one pair of service processes
+serve the whole module; the failover test runs last because it leaves the old master
+stopped. Figures are printed (`pytest -rP`), never asserted on: a slow machine must not fail
+a test, a 500, a hang or a lost order must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.sentinel import SentinelManagedConnection
+
+from cartlib import metrics
+from cartlib.errors import CheckoutInProgress, NotReplicated, StoreUnavailable
+from cartlib.keys import Keys
+from cartlib.models import ItemIn
+from cartlib.orders import PaymentResult
+from cartlib.redis import BlockingSentinelConnectionPool, call, create_redis
+from cartlib.stores import Stores
+from tests._redis import LOOPBACK
+from tests.cartlib.conftest import make_settings
+from tests.reliability._sentinel import SentinelDeployment, running_sentinel_deployment
+from tests.services._stack import Stack, running_stack
+from tests.services.conftest import Shop
+
+CLIENT_TIMEOUT = 5.0  # well above the services' Redis timeouts (1 s): a hang hits it
+RECOVERY_TIMEOUT = 30.0
+KEYS = Keys("sf:")
+NOT_REPLICATED = {"detail": NotReplicated.detail}
+IN_PROGRESS = {"detail": CheckoutInProgress.detail}
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[SentinelDeployment]:
+    with running_sentinel_deployment() as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="module")
+def sentinel_stack(deployment: SentinelDeployment) -> Iterator[Stack]:
+    """Both services, configured with the sentinels only (REDIS_URL points nowhere)."""
+    with running_stack("redis://127.0.0.1:1/0", **deployment.service_env()) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def shop(sentinel_stack: Stack) -> AsyncIterator[Shop]:
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT, limits=limits) as client:
+        yield Shop(sentinel_stack, client)
+
+
+def sentinel_settings(deployment: SentinelDeployment, **overrides: Any) -> Any:
+    env = deployment.service_env()
+    return make_settings(
+        "redis://127.0.0.1:1/0",
+        redis_sentinels=env["REDIS_SENTINELS"],
+        redis_password=deployment.password,
+        redis_sentinel_password=deployment.sentinel_password,
+        **overrides,
+    )
+
+
+def report(title: str, rows: dict[str, object]) -> None:
+    width = max(len(name) for name in rows)
+    lines = "\n".join(f"  {name:<{width}}  {value}" for name, value in rows.items())
+    print(f"\n{title}\n{lines}")  # noqa: T201
+
+
+async def new_session(shop: Shop) -> tuple[str, dict[str, str]]:
+    response = await shop.client.post(f"{shop.inventory}/sessions")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    return body["session_id"], {"Authorization": f"Bearer {body['token']}"}
+
+
+# --- cartlib against the sentinels ------------------------------------------------------
+
+
+async def test_a_replicated_checkout_costs_two_round_trips(
+    deployment: SentinelDeployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """complete_checkout and WAIT go in one round trip: a checkout still costs two."""
+    stores = Stores.from_settings(sentinel_settings(deployment))
+    sends = 0
+    original = SentinelManagedConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, *args: Any, **kwargs: Any) -> None:
+        nonlocal sends
+        sends += 1
+        await original(self, *args, **kwargs)
+
+    try:
+        await stores.catalog.put("rt-mug", ItemIn(name="Mug", price_cents=250, stock=100))
+        await stores.carts.add("rt-session-0", "rt-mug", 1)
+        await stores.carts.add("rt-session-1", "rt-mug", 1)
+        # The first checkout connects and loads scripts; count the second.
+        await stores.orders.checkout("rt-session-0", payment_token="tok_visa", processor=_visa)
+        monkeypatch.setattr(SentinelManagedConnection, "send_packed_command", counted)
+        response = await stores.orders.checkout(
+            "rt-session-1", payment_token="tok_visa", processor=_visa, idempotency_key="k"
+        )
+    finally:
+        await stores.aclose()
+    assert response.status_code == 200, response.body
+    report("round trips of one paid checkout with WAIT", {"round trips": sends})
+    assert sends == 2
+
+
+class _VisaProcessor:
+    async def charge(self, *, amount_cents: int, token: str, reference: str) -> PaymentResult:
+        return PaymentResult(approved=True)
+
+
+_visa = _VisaProcessor()
+
+
+async def test_the_sentinel_pool_waits_for_a_free_connection(
+    deployment: SentinelDeployment,
+) -> None:
+    """Like the standalone pool: a request waits up to REDIS_POOL_TIMEOUT for a connection
+    (redis-py's plain Sentinel pool would fail at once), then gets 503."""
+    redis = create_redis(
+        sentinel_settings(deployment, redis_max_connections=1, redis_pool_timeout=0.3)
+    )
+    pool = redis.connection_pool
+    assert isinstance(pool, BlockingSentinelConnectionPool)
+    try:
+        held = await pool.get_connection()  # type: ignore[no-untyped-call]
+        with pytest.raises(StoreUnavailable):
+            await call("PING", redis.ping())
+        waiting = asyncio.create_task(call("PING", redis.ping()))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await pool.release(held)
+        assert await waiting is True
+        # The pool gauges read this pool (create_redis watches the newest pool).
+        metrics.refresh_pool_gauges()
+        assert REGISTRY.get_sample_value("cartlib_redis_pool_max_connections") == 1
+        assert REGISTRY.get_sample_value("cartlib_redis_pool_connections", {"state": "idle"}) == 1
+        assert REGISTRY.get_sample_value("cartlib_redis_pool_connections", {"state": "in_use"}) == 0
+    finally:
+        await redis.aclose()
+
+
+async def test_redis_password_overrides_the_url_and_may_repeat_it(
+    deployment: SentinelDeployment,
+) -> None:
+    """Standalone: REDIS_PASSWORD wins over a password in REDIS_URL, and the chart's setting of
+    both to the same value works."""
+    master = deployment.current_master()
+    url = f"redis://{LOOPBACK}:{master.port}/0"
+    with_password = f"redis://:{deployment.password}@{LOOPBACK}:{master.port}/0"
+    stale_password = f"redis://:not-the-password@{LOOPBACK}:{master.port}/0"
+    for redis_url, redis_password in (
+        (url, deployment.password),
+        (with_password, deployment.password),
+        (stale_password, deployment.password),
+        (with_password, None),
+    ):
+        redis = create_redis(make_settings(redis_url, redis_password=redis_password))
+        try:
+            assert await call("PING", redis.ping()) is True
+        finally:
+            await redis.aclose()
+    wrong = create_redis(make_settings(with_password, redis_password="not-the-password"))
+    try:
+        with pytest.raises(StoreUnavailable):  # an auth error is 503, not 500
+            await call("PING", wrong.ping())
+    finally:
+        await wrong.aclose()
+
+
+# --- the services over HTTP -------------------------------------------------------------
+
+
+async def test_too_few_replicas_give_503_and_a_retry_rechecks_them(
+    deployment: SentinelDeployment, shop: Shop
+) -> None:
+    """With every replica paused, WAIT times out: the checkout answers 503, not 200, and so
+    does a retry with its Idempotency-Key (not a replay of success), until a replica has the
+    order: then the retry gets the 200 of that same order."""
+    await shop.put_item("wait-mug", stock=100, price_cents=250)
+    session_id, auth = await new_session(shop)
+    assert (await shop.add(auth, "wait-mug", 2)).status_code == 201
+    key = uuid.uuid4().hex
+    for replica in deployment.replicas:
+        replica.pause()
+    try:
+        first = await shop.pay(auth, key=key)
+        retry = await shop.pay(auth, key=key)
+    finally:
+        for replica in deployment.replicas:
+            replica.unpause()
+    for response in (first, retry):
+        assert response.status_code == 503, response.text
+        assert response.json() == NOT_REPLICATED
+        assert response.headers["retry-after"].isdigit()
+
+    deployment.wait_until_healthy()
+    confirmed = await shop.pay(auth, key=key)
+    assert confirmed.status_code == 200, confirmed.text
+    order = confirmed.json()["order"]
+    assert (order["status"], order["total_cents"]) == ("paid", 500)
+    # Paid on the master and on every replica, once.
+    for server in deployment.servers:
+        client = server.client()
+        try:
+            assert client.hget(KEYS.order(order["id"]), "status") == b"paid", server.name
+            assert client.hget(KEYS.order(order["id"]), "session_id") == session_id.encode()
+        finally:
+            client.close()
+    metrics = (await shop.client.get(f"{shop.checkout}/metrics")).text
+    assert 'cartlib_wait_shortfalls_total{step="checkout"} 1.0' in metrics
+    assert 'cartlib_wait_shortfalls_total{step="replay"} 1.0' in metrics
+
+
+# --- failover under traffic (last: it leaves the old master stopped) --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    kind: str  # "add" or "checkout"
+    started: float
+    ended: float
+    status: int | None  # None: no HTTP answer (the client's timeout, a broken connection)
+
+
+@dataclass
+class Traffic:
+    """Shoppers' requests and what they were told."""
+
+    answers: list[Answer] = field(default_factory=list)
+    # session id -> units whose add got 201
+    acknowledged_units: Counter[str] = field(default_factory=Counter)
+    paid_orders: list[str] = field(default_factory=list)
+    # what the failures other than 503 said, to show in an assertion message
+    unexpected: list[str] = field(default_factory=list)
+    # retries answered 409 "still in progress": their first attempt was cut off between
+    # begin_checkout and complete_checkout (see the failover test's docstring)
+    cut_off_checkouts: int = 0
+    running: bool = True
+
+    async def send(
+        self, kind: str, request: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response | None:
+        started = time.monotonic()
+        try:
+            response = await request()
+        except httpx.HTTPError:
+            self.answers.append(Answer(kind, started, time.monotonic(), None))
+            return None
+        self.answers.append(Answer(kind, started, time.monotonic(), response.status_code))
+        if response.status_code >= 400 and response.status_code != 503:
+            self.unexpected.append(f"{kind} {response.status_code} {response.text}")
+        if response.status_code == 503:
+            await asyncio.sleep(0.05)  # as a client honouring Retry-After would, briefly
+        return response
+
+    def failures(self, kind: str | None = None) -> list[Answer]:
+        return [
+            answer
+            for answer in self.answers
+            if (kind is None or answer.kind == kind)
+            and (answer.status is None or answer.status >= 400)
+        ]
+
+    def recovered_after(self, kind: str, since: float) -> float | None:
+        """Seconds from `since` to the first success of `kind` that started after its last
+        failure; None while there is none."""
+        failures = self.failures(kind)
+        last_failure = max((answer.started for answer in failures), default=since)
+        successes = [
+            answer.ended
+            for answer in self.answers
+            if answer.kind == kind and answer.status is not None and answer.status < 400
+            if answer.started > last_failure and answer.started > since
+        ]
+        return min(successes) - since if successes else None
+
+
+async def cart_filler(shop: Shop, traffic: Traffic, item: str) -> None:
+    """Adds one unit at a time to its own cart, which it never checks out."""
+    session_id, auth = await new_session(shop)
+    while traffic.running:
+        response = await traffic.send("add", partial(shop.add, auth, item))
+        if response is not None and response.status_code == 201:
+            traffic.acknowledged_units[session_id] += 1
+
+
+async def buyer(shop: Shop, traffic: Traffic, item: str) -> None:
+    """Fills a new cart and pays for it, retrying a 503 with the same Idempotency-Key."""
+    while traffic.running:
+        _, auth = await new_session(shop)
+        added = None
+        while traffic.running and (added is None or added.status_code != 201):
+            added = await traffic.send("add", partial(shop.add, auth, item))
+        key = uuid.uuid4().hex
+        paid = None
+        attempts = 0
+        while traffic.running and (paid is None or paid.status_code == 503):
+            paid = await traffic.send("checkout", partial(shop.pay, auth, key=key))
+            attempts += 1
+        if paid is not None and paid.status_code == 200:
+            traffic.paid_orders.append(paid.json()["order"]["id"])
+        elif paid is not None and attempts > 1 and paid.json() == IN_PROGRESS:
+            traffic.cut_off_checkouts += 1
+            traffic.unexpected.pop()  # explained: see the failover test's docstring
+
+
+async def test_failover_under_traffic_loses_no_acknowledged_order(
+    deployment: SentinelDeployment, shop: Shop
+) -> None:
+    """`docker stop` of the master while shoppers add to carts and pay: requests fail with
+    fast 503s (never 500, never a hang) until the sentinels promote a replica, then succeed
+    against it with no restart; every order a client got 200 for is paid on the new master.
+
+    One answer besides 503 is allowed, and counted: a checkout cut off by the stop after
+    `begin_checkout` ran (and reached the replica) but before it finished leaves its
+    Idempotency-Key "pending", so its retry gets 409 "still in progress" until
+    CHECKOUT_TIMEOUT_SECONDS releases it. That client was told nothing succeeded (503), so
+    no acknowledged order is at stake.
+    """
+    item = "failover-mug"
+    await shop.put_item(item, stock=10_000_000, price_cents=250)
+    old_master = deployment.current_master()
+    traffic = Traffic()
+    shoppers = [
+        *(asyncio.create_task(cart_filler(shop, traffic, item)) for _ in range(4)),
+        *(asyncio.create_task(buyer(shop, traffic, item)) for _ in range(4)),
+    ]
+    try:
+        await asyncio.sleep(1.0)  # steady traffic first
+        paid_before = len(traffic.paid_orders)
+        stopped_at = time.monotonic()
+        await asyncio.to_thread(old_master.stop)
+        promoted_after: float | None = None
+        while time.monotonic() - stopped_at < RECOVERY_TIMEOUT:
+            await asyncio.sleep(0.1)
+            if promoted_after is None:
+                address = await asyncio.to_thread(deployment.master_address)
+                if address is not None and address[1] != old_master.port:
+                    promoted_after = time.monotonic() - stopped_at
+            recovered = [traffic.recovered_after(kind, stopped_at) for kind in ("add", "checkout")]
+            if promoted_after is not None and None not in recovered:
+                await asyncio.sleep(1.0)  # and some traffic against the new master
+                break
+    finally:
+        traffic.running = False
+        await asyncio.gather(*shoppers)
+
+    new_master = deployment.current_master()
+    assert new_master is not old_master
+    lost_orders, lost_units, extra_units = read_back(new_master, traffic)
+    failed = traffic.failures()
+    by_status = Counter("no answer" if a.status is None else a.status for a in failed)
+    add_recovery = traffic.recovered_after("add", stopped_at)
+    checkout_recovery = traffic.recovered_after("checkout", stopped_at)
+    acknowledged = sum(traffic.acknowledged_units.values())
+    report(
+        "failover: docker stop of the master under add-to-cart and checkout traffic",
+        {
+            "sentinels named the new master after (s)": _seconds(promoted_after),
+            "adds succeed again after (s)": _seconds(add_recovery),
+            "checkouts succeed again after (s)": _seconds(checkout_recovery),
+            "requests sent": len(traffic.answers),
+            "requests failed": len(failed),
+            "failed by status": dict(by_status) or "none",
+            "slowest failed request (s)": _seconds(
+                max((a.ended - a.started for a in failed), default=0.0)
+            ),
+            "paid orders acknowledged (before the stop)": f"{len(traffic.paid_orders)} "
+            f"({paid_before})",
+            "acknowledged orders lost": lost_orders,
+            "checkouts cut off mid-way (retry got 409)": traffic.cut_off_checkouts,
+            "cart units acknowledged": acknowledged,
+            "cart units lost / extra on the new master": f"{lost_units} / {extra_units}",
+        },
+    )
+    assert promoted_after is not None, "the sentinels did not promote a replica"
+    assert add_recovery is not None, f"adds did not succeed again in {RECOVERY_TIMEOUT} s"
+    assert checkout_recovery is not None, f"checkouts did not succeed in {RECOVERY_TIMEOUT} s"
+    assert not traffic.unexpected, (dict(by_status), traffic.unexpected)
+    assert set(by_status) <= {503, 409}, dict(by_status)
+    assert by_status[409] == traffic.cut_off_checkouts
+    assert lost_orders == 0
+    assert len(traffic.paid_orders) > paid_before, "no order was paid after the failover"
+    for service in (shop.stack.inventory, shop.stack.checkout):
+        assert service.process.poll() is None, f"{service.name} exited"
+        assert "Traceback" not in service.log.read_text(), service.log
+
+
+def read_back(master: Any, traffic: Traffic) -> tuple[int, int, int]:
+    """(acknowledged orders missing or not paid, acknowledged cart units missing, units
+    present that no 201 acknowledged) on the new master."""
+    client = master.client()
+    try:
+        statuses = [client.hget(KEYS.order(order_id), "status") for order_id in traffic.paid_orders]
+        lost_orders = sum(1 for status in statuses if status != b"paid")
+        lost_units = extra_units = 0
+        for session_id, units in traffic.acknowledged_units.items():
+            stored = int(client.hget(KEYS.cart(session_id), "failover-mug") or 0)
+            lost_units += max(0, units - stored)
+            extra_units += max(0, stored - units)
+    finally:
+        client.close()
+    return lost_orders, lost_units, extra_units
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f}"
