@@ -14,6 +14,7 @@ CartError
 │   ├── InsufficientStock
 │   └── CheckoutInProgress
 ├── PayloadTooLarge (413)
+├── UnsupportedMediaType (415)
 ├── LimitExceeded (422)
 │   ├── QuantityLimitExceeded
 │   └── TooManyLines
@@ -91,6 +92,11 @@ class CheckoutInProgress(Conflict):
 class PayloadTooLarge(CartError):
     status_code = 413
     detail = "Request body too large"
+
+
+class UnsupportedMediaType(CartError):
+    status_code = 415
+    detail = "Send the request body as JSON, with Content-Type: application/json"
 
 
 class LimitExceeded(CartError):

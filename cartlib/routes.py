@@ -7,20 +7,40 @@ from typing import Any
 from fastapi import APIRouter
 
 from cartlib.deps import CartDep
-from cartlib.errors import CartError, InvalidSession, StoreUnavailable
-from cartlib.models import Cart, ErrorBody
+from cartlib.errors import (
+    BadRequest,
+    CartError,
+    InvalidSession,
+    PayloadTooLarge,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
+from cartlib.models import Cart, ErrorBody, UnprocessableBody
 from cartlib.responses import JSONBytes
 from cartlib.routing import LeanRoute
 
 
 def error_responses(*errors: type[CartError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` documenting the errors a route may answer with."""
-    return {
-        error.status_code: {"model": ErrorBody, "description": error.detail} for error in errors
-    }
+    """OpenAPI `responses=` documenting the errors a route may answer with.
+
+    Errors with one status share its entry. A documented 422 replaces FastAPI's own (a list
+    of validation errors), which the route still answers with, so it documents both shapes.
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        entry = responses.get(error.status_code)
+        if entry is None:
+            model = UnprocessableBody if error.status_code == 422 else ErrorBody
+            responses[error.status_code] = {"model": model, "description": error.detail}
+        elif error.detail not in entry["description"]:
+            entry["description"] += f"; {error.detail}"
+    return responses
 
 
 SESSION_ERRORS = (InvalidSession, StoreUnavailable)
+# What a route with a JSON body answers before it runs: a body that cannot be read (400), one
+# over MAX_BODY_BYTES (413), one that is not JSON (415).
+BODY_ERRORS = (BadRequest, PayloadTooLarge, UnsupportedMediaType)
 
 cart_router = APIRouter(
     route_class=LeanRoute, tags=["cart"], responses=error_responses(*SESSION_ERRORS)

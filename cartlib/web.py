@@ -8,7 +8,9 @@ size limit. A service adds only its routers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -22,9 +24,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from cartlib import metrics
-from cartlib.errors import CartError, StoreUnavailable, Unauthorized
+from cartlib.errors import CartError, StoreUnavailable, Unauthorized, UnsupportedMediaType
 from cartlib.middleware import BodySizeLimitMiddleware, TelemetryMiddleware
 from cartlib.responses import JSONBytes
+from cartlib.routes import error_responses
 from cartlib.settings import Settings, get_settings
 from cartlib.stores import Stores
 
@@ -122,14 +125,30 @@ async def _validation_error_response(request: Request, exc: RequestValidationErr
     about_body = any(error["loc"][:1] == ("body",) for error in exc.errors())
     if about_body and content_type and "json" not in content_type:
         # FastAPI reports a form-encoded JSON body as a confusing "not a dictionary" error.
-        return JSONResponse(
-            {"detail": "Send the request body as JSON, with Content-Type: application/json"},
-            415,
-        )
+        return _cart_error_response(request, UnsupportedMediaType())
     # FastAPI's handler echoes each error's input, and a body may hold NaN or Infinity
     # (`json.loads` accepts them), which Starlette's JSONResponse cannot render: a 500.
     # orjson writes them as null.
-    return JSONBytes(orjson.dumps({"detail": jsonable_encoder(exc.errors())}), 422)
+    detail = {"detail": jsonable_encoder(exc.errors())}
+    try:
+        return JSONBytes(orjson.dumps(detail), 422)
+    except orjson.JSONEncodeError:
+        # orjson refuses what `json.loads` accepts in a body: integers over 64 bits and lone
+        # surrogates (`"\ud800"`), in an echoed input or in a field name in `loc`. The
+        # standard library writes both (the surrogates escaped), once NaN and infinities
+        # are made null as orjson makes them.
+        return JSONBytes(json.dumps(_finite(detail)).encode(), 422)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float, however deep, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -148,7 +167,7 @@ async def healthz() -> dict[str, str]:
 @_operations.get(
     "/readyz",
     summary="Readiness: Redis answers",
-    responses={503: {"description": "Redis does not answer"}},
+    responses=error_responses(StoreUnavailable),
 )
 async def readyz(request: Request) -> dict[str, str]:
     stores: Stores = request.app.state.stores

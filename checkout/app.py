@@ -21,7 +21,7 @@ from cartlib.errors import (
 )
 from cartlib.logs import request_id_var
 from cartlib.models import CheckoutRequest, CheckoutResponse, Order, OrderId
-from cartlib.routes import SESSION_ERRORS, cart_router, error_responses
+from cartlib.routes import BODY_ERRORS, SESSION_ERRORS, cart_router, error_responses
 from checkout.payments import TestProcessor
 
 logger = logging.getLogger("storefront.checkout")
@@ -41,11 +41,10 @@ IdempotencyKey = Annotated[
 processor = TestProcessor()
 
 orders = APIRouter(
-    route_class=LeanRoute,
-    tags=["checkout"],
-    responses=error_responses(
-        *SESSION_ERRORS, EmptyCart, PaymentDeclined, InsufficientStock, CheckoutInProgress
-    ),
+    route_class=LeanRoute, tags=["checkout"], responses=error_responses(*SESSION_ERRORS)
+)
+CHECKOUT_ERRORS = error_responses(
+    *BODY_ERRORS, EmptyCart, PaymentDeclined, InsufficientStock, CheckoutInProgress
 )
 
 
@@ -55,8 +54,14 @@ orders = APIRouter(
     response_class=JSONBytes,
     tags=["legacy"],
     summary="The original article's route; the same as POST /checkout",
+    responses=CHECKOUT_ERRORS,
 )
-@orders.post("/checkout", response_model=CheckoutResponse, response_class=JSONBytes)
+@orders.post(
+    "/checkout",
+    response_model=CheckoutResponse,
+    response_class=JSONBytes,
+    responses=CHECKOUT_ERRORS,
+)
 async def checkout(
     stores: StoresDep,
     session: SessionDep,
