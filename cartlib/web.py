@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -129,26 +128,16 @@ async def _validation_error_response(request: Request, exc: RequestValidationErr
     # FastAPI's handler echoes each error's input, and a body may hold NaN or Infinity
     # (`json.loads` accepts them), which Starlette's JSONResponse cannot render: a 500.
     # orjson writes them as null.
-    detail = {"detail": jsonable_encoder(exc.errors())}
+    errors = exc.errors()
     try:
-        return JSONBytes(orjson.dumps(detail), 422)
-    except orjson.JSONEncodeError:
-        # orjson refuses what `json.loads` accepts in a body: integers over 64 bits and lone
-        # surrogates (`"\ud800"`), in an echoed input or in a field name in `loc`. The
-        # standard library writes both (the surrogates escaped), once NaN and infinities
-        # are made null as orjson makes them.
-        return JSONBytes(json.dumps(_finite(detail)).encode(), 422)
-
-
-def _finite(value: Any) -> Any:
-    """`value` with every NaN or infinite float, however deep, replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+        return JSONBytes(orjson.dumps({"detail": jsonable_encoder(errors)}), 422)
+    except (orjson.JSONEncodeError, RecursionError):
+        # Echoed inputs may be what neither orjson nor FastAPI's encoder can write: nested
+        # deeper than orjson's 254 levels or Python's recursion limit, integers over 64 bits,
+        # lone surrogates (`"\ud800"`, which `json.loads` accepts). Those were 500s. Leave
+        # the inputs out, and let the standard library escape surrogates in `loc`.
+        without_inputs = [{k: v for k, v in error.items() if k != "input"} for error in errors]
+        return JSONBytes(json.dumps({"detail": jsonable_encoder(without_inputs)}).encode(), 422)
 
 
 def _unexpected_error_response(request: Request, exc: Exception) -> JSONResponse:

@@ -112,6 +112,20 @@ MALFORMED_JSON = {
     "1e400 quantity": (b'{"item": {"id": "mug"}, "quantity": 1e400}', 422),
     "NaN item id": (b'{"item": {"id": NaN}, "quantity": 1}', 422),
     "a 5000-digit quantity": (b'{"item": {"id": "mug"}, "quantity": ' + b"9" * 5000 + b"}", 400),
+    # The 422 echoes these, and orjson cannot write them: they were 500s.
+    "an integer over 64 bits in an unknown field": (
+        b'{"item": {"id": "mug"}, "quantity": 1, "extra": 18446744073709551616}',
+        422,
+    ),
+    "an integer over 64 bits as the item id": (b'{"item": {"id": 18446744073709551616}}', 422),
+    "a lone surrogate in the item id": (b'{"item": {"id": "\\ud800"}}', 422),
+    "a lone surrogate as a field name": (b'{"item": {"id": "mug"}, "\\udfff": 1}', 422),
+    "NaN beside an integer over 64 bits": (
+        b'{"item": {"id": NaN}, "quantity": 1, "x": 18446744073709551616}',
+        422,
+    ),
+    "JSON nested 5000 deep": (b'{"item": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
+    "JSON nested 500 deep": (b'{"item": ' + b"[" * 500 + b"]" * 500 + b"}", 422),
 }
 
 
