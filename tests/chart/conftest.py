@@ -47,7 +47,8 @@ def render(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
         if key not in cache:
             result = run(helm, *template_args(values_files, set_values or {}))
             name = "+".join([p.stem for p in values_files] + [f"{k}={v}" for k, v in key[1]])
-            safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "defaults")
+            # Cut: long --set paths would pass the file system's 255-byte name limit.
+            safe_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "defaults")[:120]
             path = out_dir / f"{len(cache):02d}-{safe_name}.yaml"
             cache[key] = Rendered.from_text(name or "defaults", result.stdout, path)
         return cache[key]

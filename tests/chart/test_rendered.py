@@ -27,7 +27,13 @@ from tests.chart.conftest import Render
 MATRIX = matrix()
 # Environment variables the pods get from Secrets; none may have a plain value, except
 # REDIS_URL as `redis://:$(REDIS_PASSWORD)@...` (redis_url_template).
-SECRET_ENV = {"REDIS_URL", "REDIS_PASSWORD", "CART_TOKEN_SECRET", "ADMIN_TOKEN"}
+SECRET_ENV = {
+    "REDIS_URL",
+    "REDIS_PASSWORD",
+    "REDIS_SENTINEL_PASSWORD",
+    "CART_TOKEN_SECRET",
+    "ADMIN_TOKEN",
+}
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -58,6 +64,15 @@ def redis_url_template(values_set: str) -> str:
 
 def redis_enabled(values_set: str) -> bool:
     return bool(values_of(values_set).get("redis", {}).get("enabled", True))
+
+
+def sentinel_mode(values_set: str) -> bool:
+    redis = values_of(values_set).get("redis", {})
+    return redis_enabled(values_set) and redis.get("architecture") == "sentinel"
+
+
+def sentinel_port(values_set: str) -> int:
+    return int(values_of(values_set).get("redis", {}).get("sentinel", {}).get("port", 26379))
 
 
 def network_policies_enabled(values_set: str) -> bool:
@@ -107,12 +122,25 @@ def test_startup_probe_is_optional(rendered_sets: dict[str, Rendered]) -> None:
 
 @pytest.mark.parametrize("values_set", [name for name in MATRIX if redis_enabled(name)])
 def test_redis_probes_use_redis_cli(rendered_sets: dict[str, Rendered], values_set: str) -> None:
-    (container,) = rendered_sets[values_set].workload("redis").containers()
+    containers = {c["name"]: c for c in rendered_sets[values_set].workload("redis").containers()}
+    container = containers.pop("redis")
     # Liveness: Redis answers at all (exit 0 even for LOADING); readiness: PONG (-e).
     assert container["livenessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
     assert container["readinessProbe"]["exec"]["command"] == ["redis-cli", "-e", "ping"]
     env = {item["name"]: item for item in container["env"]}
     assert "secretKeyRef" in env["REDISCLI_AUTH"]["valueFrom"]
+    if not sentinel_mode(values_set):
+        assert containers == {}
+        return
+    # The Sentinel's probes: the same, on its port, with the Sentinel password.
+    sentinel = containers.pop("sentinel")
+    assert containers == {}
+    port = str(sentinel_port(values_set))
+    assert sentinel["livenessProbe"]["exec"]["command"] == ["redis-cli", "-p", port, "ping"]
+    assert sentinel["readinessProbe"]["exec"]["command"] == ["redis-cli", "-p", port, "-e", "ping"]
+    env = {item["name"]: item for item in sentinel["env"]}
+    ref = env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"]
+    assert ref == env["REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"]
 
 
 @pytest.mark.parametrize("values_set", MATRIX)
@@ -222,8 +250,8 @@ def test_services_target_named_container_ports(
     rendered = rendered_sets[values_set]
     for service in rendered.of_kind("Service"):
         component = service["metadata"]["labels"]["app.kubernetes.io/component"]
-        (container,) = rendered.workload(component).containers()
-        port_names = {port["name"] for port in container["ports"]}
+        containers = rendered.workload(component).containers()
+        port_names = {port["name"] for container in containers for port in container["ports"]}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in port_names
         assert service["spec"]["type"] == "ClusterIP"
@@ -239,10 +267,27 @@ def test_redis_network_policy_admits_only_the_services(
     workloads = list(rendered.workloads())
     assert {w.component for w in workloads if selects(selector, w.labels)} == {"redis"}
     admitted = {w.component for w in workloads if ingress_admits(policy, w.labels, 6379)}
-    # Not the helm test pod either: the smoke script talks HTTP to the services only.
-    assert admitted == {"inventory", "checkout"}
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["spec"]["egress"] == []  # Redis opens no connection
+    if not sentinel_mode(values_set):
+        # Not the helm test pod either: the smoke script talks HTTP to the services only.
+        assert admitted == {"inventory", "checkout"}
+        assert policy["spec"]["egress"] == []  # Redis opens no connection
+        return
+    # Sentinel mode: the services ask the Sentinels, then use the master; the Redis pods
+    # replicate from each other and their Sentinels talk to each other and to every Redis.
+    port = sentinel_port(values_set)
+    admitted_sentinel = {w.component for w in workloads if ingress_admits(policy, w.labels, port)}
+    assert admitted == admitted_sentinel == {"inventory", "checkout", "redis"}
+    (to_redis, dns) = policy["spec"]["egress"]
+    assert selects(
+        to_redis["to"][0]["podSelector"]["matchLabels"], rendered.workload("redis").labels
+    )
+    assert to_redis["ports"] == [
+        {"port": 6379, "protocol": "TCP"},
+        {"port": port, "protocol": "TCP"},
+    ]
+    assert "to" not in dns  # Sentinel resolves the pods' names
+    assert {p["port"] for p in dns["ports"]} == {53}
 
 
 @pytest.mark.parametrize("values_set", [name for name in MATRIX if network_policies_enabled(name)])
@@ -269,7 +314,10 @@ def test_service_network_policies(rendered_sets: dict[str, Rendered], values_set
         if redis_enabled(values_set):
             redis_selector = egress[0]["to"][0]["podSelector"]["matchLabels"]
             assert selects(redis_selector, rendered.workload("redis").labels)
-            assert egress[0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
+            expected = [{"port": 6379, "protocol": "TCP"}]
+            if sentinel_mode(values_set):
+                expected.append({"port": sentinel_port(values_set), "protocol": "TCP"})
+            assert egress[0]["ports"] == expected
         else:
             external_port = values_of(values_set)["externalRedis"].get("port", 6379)
             assert egress[0]["ports"] == [{"port": external_port, "protocol": "TCP"}]
@@ -359,10 +407,15 @@ def test_services_read_only_settings_that_exist(
         configmap = rendered.get("ConfigMap", f"{fullname(values_set)}-{component}")
         (container,) = rendered.workload(component).containers()
         names = set(configmap["data"]) | {env["name"] for env in container["env"]}
-        # REDIS_PASSWORD only feeds $(REDIS_PASSWORD) in REDIS_URL.
-        unknown = names - fields - extra - {"REDIS_PASSWORD"}
+        unknown = names - fields - extra
         assert unknown == set(), f"{component}: not Settings fields: {unknown}"
-        assert {"REDIS_URL", "CART_TOKEN_SECRET", "HOST", "PORT"} <= names
+        assert {"CART_TOKEN_SECRET", "HOST", "PORT"} <= names
+        if sentinel_mode(values_set):
+            sentinel = {"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"}
+            assert sentinel | {"REDIS_PASSWORD"} <= names
+            assert "REDIS_URL" not in names  # one way to Redis: through the Sentinels
+        else:
+            assert "REDIS_URL" in names
         port = int(configmap["data"]["PORT"])
         assert container["ports"][0]["containerPort"] == port
         refs = [source["configMapRef"]["name"] for source in container["envFrom"][:1]]
@@ -390,7 +443,7 @@ def test_generated_secret_is_random_long_and_kept_by_lookup(render: Render) -> N
     helpers = (CHART_DIR / "templates" / "_helpers.tpl").read_text()
     assert 'lookup "v1" "Secret" (include "storefront.namespace" .context)' in helpers
     secret_template = (CHART_DIR / "templates" / "secret.yaml").read_text()
-    assert secret_template.count('include "storefront.secretValue"') == 3
+    assert secret_template.count('include "storefront.secretValue"') == 4
 
 
 def test_existing_secret_replaces_the_generated_one(rendered_sets: dict[str, Rendered]) -> None:

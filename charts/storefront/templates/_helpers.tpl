@@ -318,7 +318,9 @@ storefront: redis.sentinel.quorum
 {{- if and (not .Values.redis.enabled) .Values.externalRedis.url (hasPrefix "redis://" .Values.externalRedis.url) -}}
 {{- $warnings = append $warnings "externalRedis.url uses redis:// (no TLS): the password and the carts cross the network in clear text. Use rediss:// if your Redis offers TLS." -}}
 {{- end -}}
-{{- if and .Values.redis.enabled (not .Values.redis.persistence.enabled) -}}
+{{- if and (include "storefront.redis.sentinelMode" .) (not .Values.redis.persistence.enabled) -}}
+{{- $warnings = append $warnings "redis.persistence.enabled is false: a master pod replaced before the Sentinels deem it down (redis.sentinel.downAfterMilliseconds) comes back empty, still the master, and its replicas copy the empty data set." -}}
+{{- else if and .Values.redis.enabled (not .Values.redis.persistence.enabled) -}}
 {{- $warnings = append $warnings "redis.persistence.enabled is false: carts, stock and orders are lost whenever the Redis pod is replaced." -}}
 {{- end -}}
 {{- range $component := list "inventory" "checkout" -}}
