@@ -57,8 +57,18 @@ class Node:
         """`docker stop`: SIGTERM, a clean shutdown."""
         self.container.stop(timeout=10)
 
+    def kill(self) -> None:
+        """`docker kill`: SIGKILL, a crash (no shutdown, no last sync to the replicas)."""
+        self.container.kill()
+        self.container.wait(timeout=30)
+
     def start(self) -> None:
         self.container.start()
+
+    def status(self) -> str:
+        self.container.reload()
+        status: str = self.container.status
+        return status
 
     def pause(self) -> None:
         self.container.pause()
