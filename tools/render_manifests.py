@@ -1,9 +1,13 @@
 """Render the raw Kubernetes manifests in k8s/ from the Helm chart (`make manifests`).
 
 The chart is the one source of truth: k8s/base is `helm template` of it, split into one file
-per component the way Online Boutique's kustomize base is, and k8s/components/autoscaling is
-the chart's HorizontalPodAutoscalers. `--check` renders into memory and exits 1 when a file
-in k8s/ differs, so a chart change that was not re-rendered fails the tests.
+per component the way Online Boutique's kustomize base is, k8s/components/autoscaling is
+the chart's HorizontalPodAutoscalers, and k8s/components/redis-sentinel turns the base into the
+chart's `redis.architecture=sentinel`: the objects only that mode has, and JSON patches from
+each base object to its sentinel-mode form (the smallest paths that differ, so the component
+leaves alone what an overlay changed elsewhere, such as the replica counts). `--check`
+renders into memory and exits 1 when a file in k8s/ differs, so a chart change that was not
+re-rendered fails the tests.
 
 The base uses a Secret you create (`secrets.existingSecret=storefront`): a rendered generated
 Secret would put random values in git and change on every render.
@@ -81,6 +85,70 @@ def kustomization(resources: list[str], *, kind: str = "Kustomization") -> str:
     return HEADER + yaml.safe_dump(body, sort_keys=False)
 
 
+def pointer(path: tuple[str | int, ...]) -> str:
+    """The JSON pointer (RFC 6901) of a path: `~` and `/` escaped, as in `checksum~1config`."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+
+
+def names(items: list[Any]) -> list[Any]:
+    """What identifies a list's items: their `name`s, else their positions."""
+    return [item.get("name", i) if isinstance(item, dict) else i for i, item in enumerate(items)]
+
+
+def json_patch(old: Any, new: Any, path: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """JSON patch operations that turn `old` into `new`, descending into maps and into lists
+    whose items stay the same ones (same length, and same `name`s where items have one);
+    any other list is replaced whole, since index-wise edits would rename its items."""
+    if old == new:
+        return []
+    if isinstance(old, dict) and isinstance(new, dict):
+        ops: list[dict[str, Any]] = [
+            {"op": "remove", "path": pointer((*path, key))} for key in old if key not in new
+        ]
+        for key, value in new.items():
+            if key in old:
+                ops += json_patch(old[key], value, (*path, key))
+            else:
+                ops.append({"op": "add", "path": pointer((*path, key)), "value": value})
+        return ops
+    if isinstance(old, list) and isinstance(new, list) and names(old) == names(new):
+        return [op for i, (a, b) in enumerate(zip(old, new, strict=True))
+                for op in json_patch(a, b, (*path, i))]  # fmt: skip
+    return [{"op": "replace", "path": pointer(path), "value": new}]
+
+
+def sentinel_component() -> dict[Path, str]:
+    """k8s/components/redis-sentinel: new objects as resources, changed ones as patches."""
+    folder = K8S / "components" / "redis-sentinel"
+
+    def by_id(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {(doc["kind"], doc["metadata"]["name"]): without_helm_labels(doc) for doc in docs}
+
+    base = by_id(render())
+    sentinel = by_id(render("redis.architecture=sentinel"))
+    if set(base) - set(sentinel):
+        raise SystemExit(f"sentinel mode drops {set(base) - set(sentinel)}: patch them out")
+    added = [doc for key, doc in sentinel.items() if key not in base]
+    files = {folder / "resources.yaml": dump(added)}
+    patches = []
+    for (kind, name), doc in sorted(sentinel.items()):
+        if (kind, name) not in base or doc == base[(kind, name)]:
+            continue
+        filename = f"{kind.lower()}-{name}.yaml"
+        files[folder / filename] = HEADER + yaml.safe_dump(
+            json_patch(base[(kind, name)], doc), sort_keys=False
+        )
+        patches.append({"path": filename, "target": {"kind": kind, "name": name}})
+    body: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+        "kind": "Component",
+        "resources": ["resources.yaml"],
+        "patches": patches,
+    }
+    files[folder / "kustomization.yaml"] = HEADER + yaml.safe_dump(body, sort_keys=False)
+    return files
+
+
 def namespace() -> dict[str, Any]:
     # Every pod the chart renders meets the "restricted" Pod Security Standard: enforce it.
     labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}
@@ -111,6 +179,7 @@ def expected_files() -> dict[Path, str]:
     files[K8S / "components" / "autoscaling" / "kustomization.yaml"] = kustomization(
         ["hpa.yaml"], kind="Component"
     )
+    files.update(sentinel_component())
     return files
 
 

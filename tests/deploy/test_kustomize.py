@@ -14,7 +14,7 @@ import yaml
 from tests._unavailable import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
-OVERLAYS = ["dev", "prod"]
+OVERLAYS = ["dev", "prod", "prod-sentinel"]
 
 
 def require(tool: str) -> str:
@@ -106,3 +106,39 @@ def test_no_secret_is_in_the_manifests(overlay: str) -> None:
             for e in container["env"]
         }
         assert refs["CART_TOKEN_SECRET"] == refs["REDIS_PASSWORD"] == "storefront"
+
+
+def test_prod_sentinel_is_prod_with_the_charts_sentinel_mode() -> None:
+    """The component turns the base into what the chart renders with
+    redis.architecture=sentinel, and keeps the prod overlay's own changes."""
+    prod, docs = build("prod"), build("prod-sentinel")
+    statefulset = by_kind(docs, "StatefulSet")["storefront-redis"]
+    assert statefulset["spec"]["replicas"] == 3
+    pod = statefulset["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["redis", "sentinel"]
+    assert "storefront-redis-scripts" in by_kind(docs, "ConfigMap")
+    # prod's autoscalers still own the services' replica counts.
+    assert set(by_kind(docs, "HorizontalPodAutoscaler")) == set(
+        by_kind(prod, "HorizontalPodAutoscaler")
+    )
+    sentinels = ",".join(
+        f"storefront-redis-{i}.storefront-redis-headless.storefront.svc.cluster.local:26379"
+        for i in range(3)
+    )
+    for name in ("storefront-inventory", "storefront-checkout"):
+        deployment = by_kind(docs, "Deployment")[name]
+        assert "replicas" not in deployment["spec"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert "REDIS_URL" not in env
+        assert env["REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "storefront",
+            "key": "redis-sentinel-password",
+        }
+        config = by_kind(docs, "ConfigMap")[name]["data"]
+        assert config["REDIS_SENTINELS"] == sentinels
+        assert config["REDIS_SENTINEL_MASTER"] == "storefront"
+    # Everything but the component's objects and patches is prod's.
+    changed = {"ConfigMap", "Deployment", "NetworkPolicy", "Service", "StatefulSet"}
+    for kind in {doc["kind"] for doc in prod} - changed:
+        assert by_kind(docs, kind) == by_kind(prod, kind), kind
