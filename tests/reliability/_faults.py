@@ -150,13 +150,19 @@ async def pool_of(client: httpx.AsyncClient, base: str) -> Pool:
     return Pool(idle=by_state["idle"], in_use=by_state["in_use"], max=maximum)
 
 
-async def redis_errors_of(client: httpx.AsyncClient, base: str) -> Counter[str]:
-    """`cartlib_redis_errors_total` of the service at `base`, by redis-py error class."""
+async def redis_error_counts(shop: Shop) -> Counter[str]:
+    """`cartlib_redis_errors_total` of both services, by redis-py error class: the Redis
+    replies and failures behind their 503s (BUSY is a plain ResponseError)."""
     errors: Counter[str] = Counter()
-    for name, labels, value in _samples(await scrape(client, base)):
-        if name == "cartlib_redis_errors_total":
-            errors[labels["error"]] += int(value)
+    for base in (shop.inventory, shop.checkout):
+        for name, labels, value in _samples(await scrape(shop.client, base)):
+            if name == "cartlib_redis_errors_total":
+                errors[labels["error"]] += int(value)
     return errors
+
+
+def errors_since(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    return dict(sorted((after - before).items()))
 
 
 def service_connections(server: RestartableRedis) -> int:
