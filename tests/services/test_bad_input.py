@@ -451,6 +451,7 @@ def _bad_authorization(kind: str, secret: str, valid_token: str) -> dict[str, st
         ),
         "HS512 with the secret": lambda: jwt.encode(_claims(), secret, "HS512"),
         "no exp": lambda: jwt.encode(_claims(exp=None), secret, "HS256"),
+        "future nbf": lambda: jwt.encode(_claims(nbf=now + 600), secret, "HS256"),
         "sub with key syntax": lambda: jwt.encode(_claims(sub="x}:*{y"), secret, "HS256"),
         "tampered": lambda: ".".join(
             [valid_token.split(".")[0], _b64(_claims()), valid_token.split(".")[2]]
@@ -471,6 +472,7 @@ BAD_CREDENTIALS = [
     "alg none, signature kept",
     "HS512 with the secret",
     "no exp",
+    "future nbf",
     "sub with key syntax",
     "tampered",
 ]
@@ -481,6 +483,14 @@ SESSION_ROUTES = {
     "PUT /cart/items/mug": ("inventory", "PUT", "/cart/items/mug", {"quantity": 0}),
     "DELETE /cart/items/mug": ("inventory", "DELETE", "/cart/items/mug", None),
     "POST /checkout": ("checkout", "POST", "/checkout", {"payment": {"token": "tok_visa"}}),
+    "GET /orders/{id}": ("checkout", "GET", f"/orders/{uuid.uuid4().hex}", None),
+    "POST /Cart/Item": ("inventory", "POST", "/Cart/Item", {"item": {"id": "mug"}}),
+    "PATCH /Cart/checkout": (
+        "checkout",
+        "PATCH",
+        "/Cart/checkout",
+        {"payment": {"token": "tok_visa"}},
+    ),
 }
 
 
