@@ -5,8 +5,8 @@ about REDIS_SOCKET_TIMEOUT (1 s), never a 500 and never a hang, and are normal a
 
 The test's Redis enables DEBUG (`enable-debug-command yes`: Redis 7 refuses DEBUG by default)
 and lowers `busy-reply-threshold` from 5 s to 500 ms. The chart disables DEBUG in production
-(`redis.disabledCommands`), so there only a script, a huge `KEYS`-like command or a slow disk
-can stall Redis like this; the services' behaviour is the same.
+(`redis.disabledCommands`, with KEYS), so there a long script, an O(N) command on a huge key
+or a stalled disk stalls Redis like this; the services' side is the same.
 
 Run with `-rP` for the figures.
 """
