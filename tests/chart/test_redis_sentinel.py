@@ -25,7 +25,7 @@ from tests.chart.conftest import Render
 
 SENTINEL_SETS = ("redis-sentinel", "redis-sentinel-tuned")
 REDIS = f"{FULLNAME}-redis"
-SCRIPTS = ("common.sh", "start-redis.sh", "start-sentinel.sh")
+SCRIPTS = ("common.sh", "prestop-redis.sh", "start-redis.sh", "start-sentinel.sh")
 
 
 def containers(rendered: Rendered) -> dict[str, Doc]:
@@ -43,6 +43,7 @@ def test_standalone_has_no_sentinel_parts(rendered_sets: dict[str, Rendered]) ->
     statefulset = rendered.get("StatefulSet", REDIS)
     assert statefulset["spec"]["replicas"] == 1
     assert list(containers(rendered)) == ["redis"]
+    assert "lifecycle" not in containers(rendered)["redis"]
     headless = rendered.get("Service", f"{REDIS}-headless")["spec"]
     assert "publishNotReadyAddresses" not in headless
     assert [p["port"] for p in headless["ports"]] == [6379]
@@ -74,6 +75,11 @@ def test_sentinel_pods_run_redis_and_sentinel_from_the_scripts(
         "/opt/storefront/scripts/start-sentinel.sh",
     ]
     assert set(scripts(rendered)) == set(SCRIPTS)
+    # A master hands its role over before it stops (graceful deletions: updates, drains).
+    assert by_name["redis"]["lifecycle"]["preStop"]["exec"]["command"] == [
+        "/bin/sh",
+        "/opt/storefront/scripts/prestop-redis.sh",
+    ]
     volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
     assert volumes["scripts"]["configMap"]["name"] == f"{REDIS}-scripts"
     # sentinel.conf holds both passwords: in memory, written at every start.

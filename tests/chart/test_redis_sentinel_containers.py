@@ -15,7 +15,8 @@ is all the start scripts need besides redis-cli, redis-server and redis-sentinel
 What is proved: pod 0 becomes the master and pods 1 and 2 its replicas; every Sentinel,
 and every address in the services' REDIS_SENTINELS, names pod 0; after pod 0 is deleted a
 Sentinel majority promotes a replica; a new pod 0 boots as a replica of the new master and
-gets the data back from it. Timings are printed (pytest -s), never asserted.
+gets the data back from it; the master's rendered preStop hands its role to a replica while
+it still runs (a graceful deletion). Timings are printed (pytest -s), never asserted.
 """
 
 from __future__ import annotations
@@ -352,5 +353,26 @@ def test_sentinel_pods_elect_a_master_and_a_new_pod_0_follows_the_new_one(
         "every Sentinel sees both replicas up",
         lambda: all(replica_flags(p) == healthy for p in pods),
     )
+
+    # A graceful deletion (rolling update, drain): the master's preStop hands the role over
+    # through another pod's Sentinel while Redis still runs, so the Sentinels never had to
+    # deem it down: no down-after wait.
+    prestop = next(c for c in cluster.workload.containers() if c["name"] == "redis")
+    command = prestop["lifecycle"]["preStop"]["exec"]["command"]
+    before = time.monotonic()
+    master.exec("redis", *command)
+    timings["graceful deletion: master's preStop hand-over"] = time.monotonic() - before
+    assert role(master)[0] == "slave"
+    successor = next(p for p in pods if role(p)[0] == "master")
+    assert successor is not master
+    assert successor.redis("GET", "sf:order:2") == "paid"
+    wait_for("every Sentinel names the successor", lambda: sentinels_name(pods, successor))
+    # A replica's preStop does nothing.
+    before = time.monotonic()
+    replica = next(p for p in pods if p not in (master, successor))
+    replica.exec("redis", *command)
+    assert time.monotonic() - before < 10
+    assert role(successor)[0] == "master"
+
     timings["whole scenario"] = time.monotonic() - started
     report(timings)
