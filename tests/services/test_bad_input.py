@@ -166,6 +166,13 @@ INVALID_ADDS: dict[str, Any] = {
     "item id with a colon": {"item": {"id": "sf:stock"}, "quantity": 1},
     "item id with a newline": {"item": {"id": "mug\n"}, "quantity": 1},
     "item id starting with a dash": {"item": {"id": "-mug"}, "quantity": 1},
+    "item id of 15,000 characters": {"item": {"id": "m" * 15_000}, "quantity": 1},
+    "item id with a NUL": {"item": {"id": "mug\x00"}, "quantity": 1},
+    "item id with a tab": {"item": {"id": "mug\t2"}, "quantity": 1},
+    "item id with a non-ASCII letter": {"item": {"id": "m\u00fcg"}, "quantity": 1},
+    "item id of full-width digits": {"item": {"id": "\uff11\uff12"}, "quantity": 1},
+    "item id with a zero-width space": {"item": {"id": "mug\u200b"}, "quantity": 1},
+    "item id with a right-to-left override": {"item": {"id": "mug\u202e"}, "quantity": 1},
 }
 
 
@@ -222,6 +229,10 @@ async def test_a_line_over_the_cap_is_422(shop: Shop, shopper: dict[str, str]) -
 
 BAD_PATH_IDS = {
     "too long": ("m" * 65, 422),
+    "8000 characters": ("m" * 8000, 422),
+    "NUL": ("mug%00", 422),
+    "non-ASCII letter": ("m%C3%BCg", 422),
+    "zero-width space": ("mug%E2%80%8B", 422),
     "brace": ("mug{x}", 422),
     "star": ("mug*", 422),
     "space": ("mug 2", 422),
