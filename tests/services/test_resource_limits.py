@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -42,8 +43,8 @@ async def fill_cart(redis_url: str, session_id: str, item_ids: list[str]) -> Non
 async def cart_hash(redis_url: str, session_id: str) -> dict[bytes, bytes]:
     client = aioredis.Redis.from_url(redis_url)
     try:
-        lines: dict[bytes, bytes] = await client.hgetall(KEYS.cart(session_id))
-        return lines
+        # redis-py types replies as bytes or str; without decode_responses they are bytes.
+        return cast(dict[bytes, bytes], await client.hgetall(KEYS.cart(session_id)))
     finally:
         await client.aclose()
 
