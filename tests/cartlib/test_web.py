@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+from fastapi import APIRouter
+
 from cartlib.web import create_app
 from tests.cartlib.conftest import make_settings
 
@@ -17,3 +19,16 @@ async def test_startup_moves_long_lived_objects_out_of_the_collectors_reach(
         # The app, its routes and schemas are frozen: full collections no longer walk them.
         assert gc.get_freeze_count() > 10_000
     gc.unfreeze()
+
+
+def test_the_routers_routes_join_the_application_route_table(redis_url: str) -> None:
+    router = APIRouter(prefix="/things", tags=["things"])
+
+    @router.get("/{thing_id}")
+    async def read_thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    app = create_app(title="test", routers=[router], settings=make_settings(redis_url))
+    # Not nested behind an included-router route that matches each request twice.
+    assert router.routes[0] in app.router.routes
+    assert "/things/{thing_id}" in app.openapi()["paths"]
