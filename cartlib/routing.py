@@ -7,7 +7,8 @@ everything else in the request together; the same endpoint behind a bare route t
 CPU. A `LeanRoute` serves a route whose parameters are path and header parameters, at most
 one JSON body model, the `Request`, and `async def` dependencies that need only the `Request`
 and other such dependencies (cached per request, as FastAPI does). It validates with FastAPI's
-own functions, so answers, 422 bodies included, are the same. OpenAPI comes from the same
+own functions, so answers, 422 bodies included, are the same (but for a JSON body with a
+duplicate key, which it refuses: see `DuplicateKey`). OpenAPI comes from the same
 signature as for any route. A route it cannot serve gets FastAPI's handler, and so does every
 request while `app.dependency_overrides` is in use.
 """
@@ -169,7 +170,7 @@ async def _json_body(request: Request) -> Any:
         media_type = content_type.partition(";")[0].strip().lower()
         if not (media_type == "application/json" or media_type.endswith("+json")):
             return raw
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         error = {
             "type": "json_invalid",
@@ -179,10 +180,36 @@ async def _json_body(request: Request) -> Any:
             "ctx": {"error": exc.msg},
         }
         raise RequestValidationError([error], body=exc.doc) from exc
+    except DuplicateKey as exc:
+        error = {
+            "type": "json_invalid",
+            "loc": ("body",),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": str(exc)},
+        }
+        raise RequestValidationError([error], body=raw) from exc
     except HTTPException:  # e.g. 413 from the body size limit
         raise
     except Exception as exc:
         raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+class DuplicateKey(ValueError):
+    """A JSON object with a key twice. `json.loads` keeps the last value, but a proxy, a WAF
+    or a log in front may have read the first: refused (422) rather than guessed at. Only
+    here: FastAPI's own handler (routes that fall back to it) keeps the last."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"Duplicate key {key!r}")
+            seen.add(key)
+    return mapping
 
 
 def _is_async_function(call: Any) -> bool:

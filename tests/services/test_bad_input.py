@@ -124,6 +124,9 @@ MALFORMED_JSON = {
         b'{"item": {"id": NaN}, "quantity": 1, "x": 18446744073709551616}',
         422,
     ),
+    # json.loads keeps the last; something in front may have read the first.
+    "a duplicate key": (b'{"item": {"id": "cap"}, "item": {"id": "mug"}, "quantity": 1}', 422),
+    "a duplicate key in the item": (b'{"item": {"id": "cap", "id": "mug"}}', 422),
     "JSON nested 5000 deep": (b'{"item": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400),
     "JSON nested 500 deep": (b'{"item": ' + b"[" * 500 + b"]" * 500 + b"}", 422),
 }
