@@ -103,15 +103,18 @@ def test_an_empty_master_name_is_refused() -> None:
         Settings(_env_file=None, redis_sentinel_master="")  # type: ignore[call-arg]
 
 
-def test_passwords_never_show(env: pytest.MonkeyPatch) -> None:
+async def test_passwords_never_show(env: pytest.MonkeyPatch) -> None:
     env.setenv("REDIS_SENTINELS", SENTINELS)
     env.setenv("REDIS_PASSWORD", "hunter2-redis")
     env.setenv("REDIS_SENTINEL_PASSWORD", "hunter2-sentinel")
     configured = settings()
     redis = create_redis(configured)
-    assert "hunter2" not in repr(configured)
-    assert "hunter2" not in repr(redis)
-    assert "hunter2" not in repr(redis.connection_pool)
+    try:
+        assert "hunter2" not in repr(configured)
+        assert "hunter2" not in repr(redis)
+        assert "hunter2" not in repr(redis.connection_pool)
+    finally:
+        await redis.aclose()
 
 
 async def test_the_sentinel_client_uses_both_passwords_and_the_url_database(
