@@ -72,7 +72,7 @@ CHECKS = [
 # Short ids Hypothesis tends to try first for an item id, stocked so that valid requests
 # find an item now and then; "0" is the one in every example's cart.
 STOCKED_IDS = ("0", "A", "a", "00")
-EXAMPLES_PER_OPERATION = 25
+EXAMPLES_PER_OPERATION = 50
 
 Schemas = dict[str, schemathesis.BaseSchema]
 
