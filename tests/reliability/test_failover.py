@@ -43,6 +43,7 @@ RECOVERY_TIMEOUT = 30.0
 KEYS = Keys("sf:")
 NOT_REPLICATED = {"detail": NotReplicated.detail}
 IN_PROGRESS = {"detail": CheckoutInProgress.detail}
+UNITS_PER_CART = 50
 
 
 @pytest.fixture(scope="module")
@@ -280,27 +281,29 @@ class Traffic:
             and (answer.status is None or answer.status >= 400)
         ]
 
-    def recovered_after(self, kind: str, since: float) -> float | None:
-        """Seconds from `since` to the first success of `kind` that started after its last
-        failure; None while there is none."""
-        failures = self.failures(kind)
-        last_failure = max((answer.started for answer in failures), default=since)
+    def recovered_after(self, kind: str, since: float, down: float) -> float | None:
+        """Seconds from `since` (the outage began) to the end of the first success of `kind`
+        that started after both `down` (the master was gone for sure) and the last failure of
+        `kind`; None while there is none."""
+        last_failure = max((answer.started for answer in self.failures(kind)), default=down)
         successes = [
             answer.ended
             for answer in self.answers
             if answer.kind == kind and answer.status is not None and answer.status < 400
-            if answer.started > last_failure and answer.started > since
+            if answer.started > max(last_failure, down)
         ]
         return min(successes) - since if successes else None
 
 
 async def cart_filler(shop: Shop, traffic: Traffic, item: str) -> None:
-    """Adds one unit at a time to its own cart, which it never checks out."""
-    session_id, auth = await new_session(shop)
+    """Adds one unit at a time to carts it never checks out, a new cart well below the
+    99-unit line cap (CART_MAX_QUANTITY)."""
     while traffic.running:
-        response = await traffic.send("add", partial(shop.add, auth, item))
-        if response is not None and response.status_code == 201:
-            traffic.acknowledged_units[session_id] += 1
+        session_id, auth = await new_session(shop)
+        while traffic.running and traffic.acknowledged_units[session_id] < UNITS_PER_CART:
+            response = await traffic.send("add", partial(shop.add, auth, item))
+            if response is not None and response.status_code == 201:
+                traffic.acknowledged_units[session_id] += 1
 
 
 async def buyer(shop: Shop, traffic: Traffic, item: str) -> None:
@@ -367,6 +370,7 @@ async def failover_under_traffic(
         paid_before = len(traffic.paid_orders)
         stopped_at = time.monotonic()
         await asyncio.to_thread(old_master.stop if outage == "stop" else old_master.kill)
+        down_at = time.monotonic()  # the container has exited
         promoted_after: float | None = None
         while time.monotonic() - stopped_at < RECOVERY_TIMEOUT:
             await asyncio.sleep(0.1)
@@ -374,7 +378,9 @@ async def failover_under_traffic(
                 address = await asyncio.to_thread(deployment.master_address)
                 if address is not None and address[1] != old_master.port:
                     promoted_after = time.monotonic() - stopped_at
-            recovered = [traffic.recovered_after(kind, stopped_at) for kind in ("add", "checkout")]
+            recovered = [
+                traffic.recovered_after(kind, stopped_at, down_at) for kind in ("add", "checkout")
+            ]
             if promoted_after is not None and None not in recovered:
                 await asyncio.sleep(1.0)  # and some traffic against the new master
                 break
@@ -387,8 +393,8 @@ async def failover_under_traffic(
     lost_orders, lost_units, extra_units = read_back(new_master, traffic, item)
     failed = traffic.failures()
     by_status = Counter("no answer" if a.status is None else a.status for a in failed)
-    add_recovery = traffic.recovered_after("add", stopped_at)
-    checkout_recovery = traffic.recovered_after("checkout", stopped_at)
+    add_recovery = traffic.recovered_after("add", stopped_at, down_at)
+    checkout_recovery = traffic.recovered_after("checkout", stopped_at, down_at)
     acknowledged = sum(traffic.acknowledged_units.values())
     report(
         f"failover: docker {outage} of the master under add-to-cart and checkout traffic",
