@@ -174,16 +174,25 @@ def test_failover_errors_mean_unavailable() -> None:
     assert issubclass(MasterNotFoundError, UNAVAILABLE_ERRORS)
 
 
-async def test_no_sentinel_answering_is_a_fast_503(env: pytest.MonkeyPatch) -> None:
+async def test_no_sentinel_answering_is_a_fast_503_that_names_no_secret(
+    env: pytest.MonkeyPatch,
+) -> None:
     # Port 1 refuses at once, as a sentinel that is down does.
     env.setenv("REDIS_SENTINELS", "127.0.0.1:1,127.0.0.1:1")
     env.setenv("REDIS_RETRIES", "1")
+    env.setenv("REDIS_PASSWORD", "hunter2-redis")
+    env.setenv("REDIS_SENTINEL_PASSWORD", "hunter2-sentinel")
     redis = create_redis(settings())
     labels = {"command": "PING", "error": "MasterNotFoundError"}
     before = REGISTRY.get_sample_value("cartlib_redis_errors_total", labels) or 0.0
     try:
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailable) as caught:
             await call("PING", redis.ping())
     finally:
         await redis.aclose()
     assert REGISTRY.get_sample_value("cartlib_redis_errors_total", labels) == before + 1
+    # The service logs the cause, which describes every sentinel it asked.
+    cause = caught.value.__cause__
+    assert isinstance(cause, MasterNotFoundError)
+    assert "No master found for 'storefront'" in str(cause)
+    assert "hunter2" not in f"{cause} {cause!r}"
