@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: help run test lint clean docker-ready redis-images images helm chart-tools manifests \
-	wrk bench bench-quick bench-profile loadgen prometheus
+	wrk bench bench-quick bench-profile bench-cpu loadgen prometheus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ bench-quick: $(STAMP) wrk  ## The benchmark for a few seconds per scenario (pyte
 
 bench-profile: $(STAMP) wrk  ## py-spy profile of inventory during add-to-cart (bench/results)
 	$(BIN)/python -m bench.profile
+
+REVS ?=
+bench-cpu: $(STAMP)  ## Service CPU per request across git revisions (REVS="HEAD~1 HEAD"; default HEAD .)
+	$(BIN)/python -m bench.cpu $(REVS)
 
 $(LOADGEN_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,embedded-redis,loadgen]'
