@@ -6,23 +6,31 @@ cartlib's, so no redis-py error ever reaches a route.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from time import perf_counter
-from typing import Any
+from time import monotonic, perf_counter
+from typing import Any, Final
 
 from prometheus_client.metrics import Histogram
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
 from cartlib import metrics
 from cartlib.errors import CartError, StoreError, StoreUnavailable
 from cartlib.settings import Settings
+
+logger = logging.getLogger("storefront.redis")
+
+# How often (at most) a Sentinel pool asks the sentinels where the master is, besides whenever
+# it opens a connection: the bound on how long the services keep using a master that the
+# sentinels have replaced but that is still up (see `BlockingSentinelConnectionPool`).
+MASTER_CHECK_INTERVAL: Final = 1.0
 
 # Errors that mean "Redis cannot serve this now": the caller should answer 503 and retry later.
 # ReadOnlyError is what a demoted master answers during a failover; with Sentinel, redis-py
@@ -38,16 +46,118 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class Sentinels(Sentinel):
+    """redis-py's `Sentinel`, taking the master's address from SENTINEL GET-MASTER-ADDR-BY-NAME.
+
+    redis-py reads it from SENTINEL MASTERS, where the sentinel that runs a failover keeps
+    the old master's address until the failover ends (in the tests about 6 s after it
+    promoted a replica), while GET-MASTER-ADDR-BY-NAME, the address Sentinel gives clients,
+    names the promoted replica at once. When the old master is still up, those are seconds of
+    writes that it acknowledges and drops when it becomes a replica.
+    """
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        # redis-py's checks (the master is not down, ...) with the first sentinel that answers,
+        # and moves that sentinel to the front of the list.
+        address: tuple[str, int] = await super().discover_master(service_name)
+        try:
+            current = await self.sentinels[0].execute_command(  # type: ignore[no-untyped-call]
+                "SENTINEL GET-MASTER-ADDR-BY-NAME", service_name
+            )
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+            return address
+        if not current:
+            return address
+        host, port = current
+        return (host.decode() if isinstance(host, bytes) else host), int(port)
+
+
+class MasterConnection(SentinelManagedConnection):
+    """A connection to the master that opens every socket, reconnections included, to the
+    address the sentinels name at that moment.
+
+    redis-py's `SentinelManagedConnection` asks the sentinels only in `connect()`, which the
+    pool calls when it hands out a connection. A command's retry reconnects through
+    `connect_check_health()` instead, to the host and port the connection had: after
+    READONLY ("the previous master is now a slave") every retry went back to the demoted
+    master, and a read on such a connection is answered by a replica, with no error.
+    """
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self.is_connected:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+    async def _connect_retry(self) -> None:
+        # redis-py's asks the sentinels here and again in connect_check_health (connect_to).
+        if not self.is_connected:
+            await self.connect_check_health(
+                check_health=self.connection_pool.check_connection, retry_socket_connect=False
+            )
+
+
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
-    """redis-py's Sentinel pool with the waiting of `BlockingConnectionPool`.
+    """redis-py's Sentinel pool with the waiting of `BlockingConnectionPool`, and which leaves a
+    replaced master even while it is still up.
 
     `SentinelConnectionPool` derives from the plain `ConnectionPool`, which raises at once
     when all connections are in use; standalone, a request waits up to REDIS_POOL_TIMEOUT for
     a free one instead. Putting `BlockingConnectionPool` after `SentinelConnectionPool` in the
-    bases keeps the Sentinel parts (master discovery, dropping connections to a demoted master)
-    and takes `get_connection`/`release` from the blocking pool: neither Sentinel class
-    overrides those two.
+    bases keeps the Sentinel parts (master discovery, dropping idle connections when the
+    master's address changes) and takes `get_connection`/`release` from the blocking pool.
+
+    A master that is demoted but stays up (`SENTINEL FAILOVER`, a hand-over before a pod
+    stops, a healed partition) keeps answering: as a master until Sentinel reconfigures it
+    (about 10 s after the sentinels named the new one: writes acknowledged there are then
+    lost), then as a replica (READONLY to writes, stale answers to reads). So the pool asks the
+    sentinels again at least every MASTER_CHECK_INTERVAL, and when the address changed, drops
+    its idle connections (redis-py's `get_master_address`) and closes the busy ones as they
+    come back (`release`): every later command goes to the new master.
     """
+
+    _next_master_check = 0.0  # monotonic(); the first request asks at once
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        # One request in a MASTER_CHECK_INTERVAL asks first (two round trips to a sentinel);
+        # the others do not wait for it. Standalone pools have no such check.
+        if monotonic() >= self._next_master_check:
+            await self._check_master()
+        connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+            *args, **kwargs
+        )
+        return connection
+
+    async def _check_master(self) -> None:
+        self._next_master_check = float("inf")  # one check at a time
+        try:
+            await self.get_master_address()
+        except redis_errors.RedisError:
+            # No sentinel answers now: keep using the connections there are. A new
+            # connection asks the sentinels anyway, and fails as it would have.
+            pass
+        finally:
+            self._next_master_check = monotonic() + MASTER_CHECK_INTERVAL
+
+    async def get_master_address(self) -> tuple[str, int]:
+        previous = self.master_address
+        # redis-py's disconnects the idle connections when the address changed.
+        address: tuple[str, int] = await super().get_master_address()  # type: ignore[no-untyped-call]
+        if previous is not None and address != previous:
+            logger.warning(
+                "the sentinels name a new master for %s: %s:%s (was %s:%s)",
+                self.service_name,
+                *address,
+                *previous,
+            )
+        return address
+
+    async def release(self, connection: AbstractConnection) -> None:
+        # A connection that was busy when the master moved is closed, not pooled.
+        if (connection.host, connection.port) != self.master_address:  # type: ignore[attr-defined]
+            connection.mark_for_reconnect()  # type: ignore[no-untyped-call]
+        await super().release(connection)
 
     async def aclose(self) -> None:
         """Close the pool and the connections to the sentinels, which the pool's `Sentinel`
@@ -101,7 +211,7 @@ def _sentinel_pool(
         raise ValueError("REDIS_SENTINELS works with a redis:// REDIS_URL only (no TLS, no socket)")
     sentinel_password = settings.redis_sentinel_password
     # redis-py's sentinel module has no type hints.
-    sentinels = Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = Sentinels(  # type: ignore[no-untyped-call]
         list(settings.redis_sentinels),
         sentinel_kwargs={
             "password": sentinel_password.get_secret_value() if sentinel_password else None,
@@ -116,7 +226,11 @@ def _sentinel_pool(
         key: value for key, value in from_url.items() if key in ("db", "username", "password")
     }
     return BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
-        settings.redis_sentinel_master, sentinels, **options, **master_options
+        settings.redis_sentinel_master,
+        sentinels,
+        connection_class=MasterConnection,
+        **options,
+        **master_options,
     )
 
 

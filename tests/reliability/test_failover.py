@@ -1,9 +1,10 @@
-"""Redis Sentinel: both services follow a failover by themselves, and a paid order that a
-client was told about survives it (WAIT).
+"""Redis Sentinel: both services follow a failover by themselves, leave a demoted master that
+stays up, and a paid order that a client was told about survives a failover (WAIT).
 
 One Sentinel deployment (tests/reliability/_sentinel.py) and one pair of service processes
-serve the whole module; the two failover tests run last, in this order: the first stops
-the master, the second brings it back as a replica and kills the master that replaced it.
+serve the whole module; the failover tests run last, in this order: two hand-overs
+(`SENTINEL FAILOVER`, the old master stays up), then one stops the master, and the last
+brings it back as a replica and kills the master that replaced it.
 Figures are printed (`pytest -rP`), never asserted on: a slow machine must not fail a test,
 a 500, a hang or a lost order must.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from prometheus_client import REGISTRY
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import SentinelManagedConnection
@@ -30,11 +32,21 @@ from cartlib.errors import CheckoutInProgress, NotReplicated, StoreUnavailable
 from cartlib.keys import Keys
 from cartlib.models import ItemIn
 from cartlib.orders import PaymentResult
-from cartlib.redis import BlockingSentinelConnectionPool, call, create_redis
+from cartlib.redis import (
+    MASTER_CHECK_INTERVAL,
+    BlockingSentinelConnectionPool,
+    call,
+    create_redis,
+)
 from cartlib.stores import Stores
 from tests._redis import LOOPBACK
 from tests.cartlib.conftest import make_settings
-from tests.reliability._sentinel import SentinelDeployment, running_sentinel_deployment
+from tests.reliability._sentinel import (
+    MASTER_NAME,
+    Node,
+    SentinelDeployment,
+    running_sentinel_deployment,
+)
 from tests.services._stack import Stack, running_stack
 from tests.services.conftest import Shop
 
@@ -142,7 +154,7 @@ async def test_the_sentinel_pool_waits_for_a_free_connection(
     pool = redis.connection_pool
     assert isinstance(pool, BlockingSentinelConnectionPool)
     try:
-        held = await pool.get_connection()  # type: ignore[no-untyped-call]
+        held = await pool.get_connection()
         with pytest.raises(StoreUnavailable):
             await call("PING", redis.ping())
         waiting = asyncio.create_task(call("PING", redis.ping()))
@@ -231,7 +243,7 @@ async def test_too_few_replicas_give_503_and_a_retry_rechecks_them(
     assert 'cartlib_wait_shortfalls_total{step="replay"} 1.0' in metrics
 
 
-# --- failover under traffic (last: it leaves the old master stopped) --------------------
+# --- failovers under traffic (last: they leave the old master stopped) ------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +336,215 @@ async def buyer(shop: Shop, traffic: Traffic, item: str) -> None:
         elif paid is not None and attempts > 1 and paid.json() == IN_PROGRESS:
             traffic.cut_off_checkouts += 1
             traffic.unexpected.pop()  # explained: see the failover test's docstring
+
+
+# --- a hand-over: the demoted master stays up ------------------------------------------
+
+# After the sentinels name the new master, a service may keep its connections to the old one
+# until its pool next asks them (MASTER_CHECK_INTERVAL); this margin covers the requests
+# already running then and a slow event loop. From then on nothing may go to the old master.
+HANDOVER_MARGIN = 1.0
+DEMOTION_TIMEOUT = 25.0  # Sentinel makes the old master a replica about 10 s after the switch
+
+
+@dataclass(frozen=True, slots=True)
+class ReadYourWrite:
+    session_id: str
+    started: float  # when the add was sent
+    stale: bool  # checkout's GET /cart lacked the unit inventory had just acknowledged
+
+
+async def read_your_writes(
+    shop: Shop, traffic: Traffic, item: str, checks: list[ReadYourWrite]
+) -> None:
+    """Adds a unit through inventory to a new cart, then reads the cart through checkout."""
+    while traffic.running:
+        session_id, auth = await new_session(shop)
+        started = time.monotonic()
+        added = await traffic.send("add", partial(shop.add, auth, item))
+        if added is None or added.status_code != 201:
+            continue
+        traffic.acknowledged_units[session_id] += 1
+        read = await traffic.send("read", partial(shop.cart, auth))
+        if read is None or read.status_code != 200:
+            continue
+        units = sum(line["quantity"] for line in read.json()["items"] if line["id"] == item)
+        checks.append(ReadYourWrite(session_id, started, stale=units != 1))
+
+
+def sentinel_views(deployment: SentinelDeployment) -> set[int | None]:
+    """The master port each sentinel gives clients (GET-MASTER-ADDR-BY-NAME); None: no answer."""
+    ports: set[int | None] = set()
+    for sentinel in deployment.sentinels:
+        client = sentinel.client(socket_timeout=1, socket_connect_timeout=1)
+        try:
+            address: Any = client.sentinel_get_master_addr_by_name(MASTER_NAME)
+            ports.add(int(address[1]) if address else None)
+        except redis.RedisError:
+            ports.add(None)
+        finally:
+            client.close()
+    return ports
+
+
+def service_connections(node: Node) -> int:
+    """The services' connections to `node` (CLIENT LIST entries named `storefront`)."""
+    client = node.client()
+    try:
+        return sum(1 for entry in client.client_list() if entry.get("name") == "storefront")
+    finally:
+        client.close()
+
+
+def follow(node: Node, master_port: int | None) -> None:
+    """`REPLICAOF` the master at `master_port`, as the chart's preStop does."""
+    client = node.client()
+    try:
+        client.replicaof(LOOPBACK, master_port)
+    finally:
+        client.close()
+
+
+def role(node: Node) -> str:
+    client = node.client()
+    try:
+        reply: Any = client.role()
+        return str(reply[0].decode())
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("demoted_by", ["preStop", "Sentinel"])
+async def test_a_demoted_master_that_stays_up_gets_no_more_traffic(
+    deployment: SentinelDeployment, shop: Shop, demoted_by: str
+) -> None:
+    """`SENTINEL FAILOVER` while shoppers add to carts and read them back; the old master
+    stays up and becomes a replica of the promoted one: at once when the sentinels name that
+    one (`REPLICAOF`, as the chart's preStop does), or when Sentinel reconfigures it, about
+    10 s later (until then it is a second master, and Sentinel's CLIENT KILL ends it).
+
+    Once the services' pools have asked the sentinels again (at most MASTER_CHECK_INTERVAL
+    after they all name the new master, plus HANDOVER_MARGIN), no request goes to the old
+    master: its CLIENT LIST shows no service connection while it is still up, every request
+    succeeds, a cart read through checkout has the unit inventory has just acknowledged,
+    and no acknowledged unit is lost. Before the fix the services stayed on the old master:
+    READONLY retries went back to it (503s), reads were answered by it as a replica (stale),
+    and as a second master it acknowledged writes it dropped when it became a replica.
+    """
+    deployment.wait_until_healthy()
+    item = f"handover-mug-{demoted_by.lower()}"
+    await shop.put_item(item, stock=10_000_000, price_cents=250)
+    old_master = deployment.current_master()
+    traffic = Traffic()
+    checks: list[ReadYourWrite] = []
+    shoppers = [
+        asyncio.create_task(read_your_writes(shop, traffic, item, checks)) for _ in range(8)
+    ]
+    settle_time = MASTER_CHECK_INTERVAL + HANDOVER_MARGIN
+    known_after = left_after = demoted_after = None
+    connections_then = role_then = None
+    try:
+        await asyncio.sleep(1.0)  # steady traffic first
+        connections_before = await asyncio.to_thread(service_connections, old_master)
+        sentinel = deployment.sentinels[0].client()
+        try:
+            started = time.monotonic()
+            await asyncio.to_thread(sentinel.sentinel_failover, MASTER_NAME)
+        finally:
+            sentinel.close()
+        while time.monotonic() - started < DEMOTION_TIMEOUT:
+            await asyncio.sleep(0.1)
+            now = time.monotonic() - started
+            if known_after is None:
+                views = await asyncio.to_thread(sentinel_views, deployment)
+                if None not in views and old_master.port not in views:
+                    known_after = now
+                    if demoted_by == "preStop":
+                        (new_port,) = views
+                        await asyncio.to_thread(follow, old_master, new_port)
+                continue
+            connections = await asyncio.to_thread(service_connections, old_master)
+            if left_after is None and connections == 0:
+                left_after = now
+            if connections_then is None and now >= known_after + settle_time:
+                connections_then, role_then = connections, await asyncio.to_thread(role, old_master)
+            if demoted_after is None and await asyncio.to_thread(role, old_master) == "slave":
+                demoted_after = now
+            if demoted_after is not None and connections_then is not None:
+                await asyncio.sleep(1.0)  # and traffic once the old master is a replica
+                break
+    finally:
+        traffic.running = False
+        await asyncio.gather(*shoppers)
+
+    assert known_after is not None, "the sentinels did not name a new master"
+    settled = started + known_after + settle_time
+    connections_after = await asyncio.to_thread(service_connections, old_master)
+    new_master = deployment.current_master()
+    late = [check for check in checks if check.started >= settled]
+    late_sessions = {check.session_id for check in late}
+    early_stale = sum(1 for check in checks if check.started < settled and check.stale)
+    late_stale = sum(1 for check in late if check.stale)
+    lost = units_lost(new_master, traffic, item, late_sessions)
+    failed = traffic.failures()
+    by_status = Counter("no answer" if a.status is None else a.status for a in failed)
+    late_failures = [answer for answer in failed if answer.started >= settled]
+    report(
+        f"hand-over: SENTINEL FAILOVER, the old master stays up (made a replica by "
+        f"{demoted_by}); 8 clients add through inventory and read the cart back through checkout",
+        {
+            "sentinels all name the new master after (s)": _seconds(known_after),
+            "services' connections left the old master after (s)": _seconds(left_after),
+            "old master became a replica after (s)": _seconds(demoted_after),
+            f"service connections on the old master before / {settle_time:.0f} s after the "
+            "switch (its role then) / at the end": f"{connections_before} / "
+            f"{connections_then} ({role_then}) / {connections_after}",
+            "requests sent": len(traffic.answers),
+            "requests failed (after the switch + margin)": f"{len(failed)} ({len(late_failures)})",
+            "failed by status": dict(by_status) or "none",
+            "read-your-writes checks before / after": f"{len(checks) - len(late)} / {len(late)}",
+            "stale reads before / after": f"{early_stale} / {late_stale}",
+            "acknowledged units lost before / after": " / ".join(
+                f"{missing} of {units}" for missing, units in (lost[False], lost[True])
+            ),
+        },
+    )
+    assert demoted_after is not None, "Sentinel did not make the old master a replica"
+    assert new_master is not old_master
+    assert not traffic.unexpected, (dict(by_status), traffic.unexpected)
+    assert set(by_status) <= {503}, dict(by_status)
+    assert connections_then == 0, "the services still use the replaced master"
+    assert connections_after == 0, "the services use the demoted master"
+    assert late, "no read-your-writes check ran after the switch"
+    assert late_stale == 0, "checkout read a cart without the unit inventory acknowledged"
+    assert lost[True][0] == 0, "units acknowledged after the switch were lost"
+    assert not late_failures, Counter(answer.status for answer in late_failures)
+    for service in (shop.stack.inventory, shop.stack.checkout):
+        log = service.log.read_text()
+        assert "the sentinels name a new master" in log, service.log
+        assert "Traceback" not in log, service.log
+
+
+def units_lost(
+    master: Node, traffic: Traffic, item: str, late_sessions: set[str]
+) -> dict[bool, tuple[int, int]]:
+    """(acknowledged units missing on `master`, acknowledged units), for the carts of
+    `late_sessions` (True) and for the others (False)."""
+    client = master.client()
+    try:
+        stored = {
+            session_id: int(client.hget(KEYS.cart(session_id), item) or 0)
+            for session_id in traffic.acknowledged_units
+        }
+    finally:
+        client.close()
+    lost: Counter[bool] = Counter()
+    acknowledged: Counter[bool] = Counter()
+    for session_id, units in traffic.acknowledged_units.items():
+        late = session_id in late_sessions
+        acknowledged[late] += units
+        lost[late] += max(0, units - stored[session_id])
+    return {late: (lost[late], acknowledged[late]) for late in (False, True)}
 
 
 async def test_failover_under_traffic_loses_no_acknowledged_order(
