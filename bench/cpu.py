@@ -13,12 +13,16 @@ one at a time, round after round (each round starting with the next worker), so 
 load from elsewhere on the machine skews one round of every revision rather than one revision.
 
 What it measures: the app, cartlib and the redis-py client (and the event loop under them), not
-an HTTP server: no uvicorn, no sockets to a client. CPU time is much steadier than throughput on
-a shared machine, because time spent waiting (for Redis, for a core) is not counted.
+an HTTP server: no uvicorn, no sockets to a client. CPU time leaves out the time spent waiting
+(for Redis, for a core), so it is steadier than throughput; but on this shared VM, bursts of
+load from elsewhere still double the CPU time per request for seconds at a time.
 
-Prints the median and fastest round per revision and each median's ratio to the first
-revision's; writes every round to `.run/bench/cpu-<date>.json` (or `--out`). The worktrees are
-removed at the end, also on an error, Ctrl-C or SIGTERM; the workers' logs stay in the run's folder.
+Prints the median and fastest round per revision and its ratio to the first revision: the
+median over rounds of each round's figure over the first revision's in the same round (the
+two ran within a second of each other, so a burst that slows both cancels out), with the
+quartiles of those ratios as a measure of the noise. Writes every round to
+`.run/bench/cpu-<date>.json` (or `--out`). The worktrees are removed at the end, also on an
+error, Ctrl-C or SIGTERM; the workers' logs stay in the run's folder.
 """
 
 from __future__ import annotations
@@ -246,12 +250,36 @@ def start_worker(
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Which CPUs the workers and Redis run on; empty: wherever the scheduler puts them."""
+
+    worker_cpus: frozenset[int] = frozenset()
+    redis_cpus: frozenset[int] = frozenset()
+
+    @classmethod
+    def choose(cls, pin: bool) -> Placement:
+        """Every worker on the same CPU, the last one, and Redis on the others. On this VM
+        the two vCPUs are not equally fast from one second to the next (whatever else runs on
+        the host): two workers of the same revision differed by 7-9% unpinned, by 0-5% pinned
+        (median of 41 paired rounds; bench/README.md)."""
+        usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+        if not pin or len(usable) < 2:
+            return cls()
+        return cls(frozenset(usable[-1:]), frozenset(usable[:-1]))
+
+    def apply(self, pid: int, cpus: frozenset[int]) -> None:
+        if cpus:
+            os.sched_setaffinity(pid, cpus)
+
+
+@dataclass(frozen=True)
 class Options:
     revs: list[str]
     scenario: str
     rounds: int
     requests: int
     loop: str
+    pin: bool
     out: Path | None
 
 
@@ -272,14 +300,19 @@ def measure(options: Options) -> dict[str, Any]:
         warmup_requests=WARMUP_REQUESTS,
     )
     load_at_start = os.getloadavg()[0]
+    placement = Placement.choose(options.pin)
     stack = start_stack(run_dir, catalog)
     try:
         say(f"started {stack.redis_description} at {stack.redis_url}")
+        if stack.redis_child is not None:
+            placement.apply(stack.redis_child.pid, placement.redis_cpus)
         with worktrees(revisions, run_dir) as roots:
             workers: list[Worker] = []
             try:  # the workers stop before their worktrees go
                 for index, (revision, root) in enumerate(zip(revisions, roots, strict=True), 1):
-                    workers.append(start_worker(stack, revision, root, index, config))
+                    worker = start_worker(stack, revision, root, index, config)
+                    workers.append(worker)
+                    placement.apply(worker.proc.pid, placement.worker_cpus)
                 for worker in workers:
                     worker.imported = worker.receive(SETUP_TIMEOUT_S)["imported"]
                     say(f"{worker.revision.rev} ({worker.revision.label}): {worker.imported}")
@@ -290,7 +323,9 @@ def measure(options: Options) -> dict[str, Any]:
             redis_info = client.info("server")
     finally:
         stack.stop()
-    return result_record(options, stamp, started, load_at_start, stack, redis_info, workers)
+    return result_record(
+        options, stamp, started, load_at_start, stack, redis_info, placement, workers
+    )
 
 
 def run_rounds(workers: Sequence[Worker], options: Options) -> None:
@@ -322,6 +357,33 @@ def stop_workers(workers: Sequence[Worker]) -> None:
     run_stack.stop_children([w.child for w in workers], WORKER_STOP_TIMEOUT)
 
 
+def round_ratios(worker: Worker, reference: Worker) -> list[float]:
+    """Each round's figure over the reference's in the same round. The two ran one after
+    the other, within a second: load from elsewhere that slows both (bursts that double the
+    CPU time per request for a few seconds on this shared VM) cancels out of the ratio."""
+    return [mine / theirs for mine, theirs in zip(worker.cpu_us, reference.cpu_us, strict=True)]
+
+
+def revision_record(worker: Worker, reference: Worker) -> dict[str, Any]:
+    ratios = round_ratios(worker, reference)
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return {
+        **asdict(worker.revision),
+        "label": worker.revision.label,
+        "imported": worker.imported,
+        "median_cpu_us": statistics.median(worker.cpu_us),
+        "min_cpu_us": min(worker.cpu_us),
+        "ratio_to_first": statistics.median(ratios),
+        "ratio_q1": quartiles[0],
+        "ratio_q3": quartiles[2],
+        "ratio_of_medians": statistics.median(worker.cpu_us) / statistics.median(reference.cpu_us),
+        "median_wall_us": statistics.median(worker.wall_us),
+        "cpu_us": worker.cpu_us,
+        "wall_us": worker.wall_us,
+        "round_ratios": ratios,
+    }
+
+
 def result_record(
     options: Options,
     stamp: str,
@@ -329,9 +391,9 @@ def result_record(
     load_at_start: float,
     stack: Stack,
     redis_info: dict[str, Any],
+    placement: Placement,
     workers: Sequence[Worker],
 ) -> dict[str, Any]:
-    first_median = statistics.median(workers[0].cpu_us)
     machine = report.machine_facts(redis_info, stack.redis_description, wrk="not used")
     machine["load_average_at_start"] = load_at_start
     machine["load_average_at_end"] = os.getloadavg()[0]
@@ -345,21 +407,10 @@ def result_record(
         "event_loop": options.loop,
         "sessions": SESSIONS,
         "cart_lines": CART_LINES,
+        "worker_cpus": sorted(placement.worker_cpus),
+        "redis_cpus": sorted(placement.redis_cpus),
         "machine": machine,
-        "revisions": [
-            {
-                **asdict(worker.revision),
-                "label": worker.revision.label,
-                "imported": worker.imported,
-                "median_cpu_us": statistics.median(worker.cpu_us),
-                "min_cpu_us": min(worker.cpu_us),
-                "ratio_to_first": statistics.median(worker.cpu_us) / first_median,
-                "median_wall_us": statistics.median(worker.wall_us),
-                "cpu_us": worker.cpu_us,
-                "wall_us": worker.wall_us,
-            }
-            for worker in workers
-        ],
+        "revisions": [revision_record(worker, workers[0]) for worker in workers],
     }
 
 
@@ -371,12 +422,13 @@ def table(result: dict[str, Any]) -> str:
             f"{revision['median_cpu_us']:.1f}",
             f"{revision['min_cpu_us']:.1f}",
             f"{revision['ratio_to_first']:.3f}",
-            revision["subject"][:60],
+            f"{revision['ratio_q1']:.3f}-{revision['ratio_q3']:.3f}",
+            revision["subject"][:50],
         ]
         for revision in result["revisions"]
     ]
-    headers = ["rev", "sha", "median us/req", "min us/req", "ratio", "subject"]
-    return report._table(headers, rows, right={2, 3, 4})
+    headers = ["rev", "sha", "median us/req", "min us/req", "ratio", "ratio q1-q3", "subject"]
+    return report._table(headers, rows, right={2, 3, 4, 5})
 
 
 # --------------------------------------------------------------------------- main
@@ -403,12 +455,20 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="the event loop (default: uvloop, as the services run)",
     )
     parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the scheduler place the workers and Redis (default: workers on the last "
+        "CPU, Redis on the others)",
+    )
+    parser.add_argument(
         "--out", type=Path, help="the JSON file (default: .run/bench/cpu-<date>.json)"
     )
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 1000 or not 1 <= args.requests <= 1_000_000:
         parser.error("--rounds must be 1..1000 and --requests 1..1,000,000")
-    return Options(args.revs, args.scenario, args.rounds, args.requests, args.loop, args.out)
+    return Options(
+        args.revs, args.scenario, args.rounds, args.requests, args.loop, not args.no_pin, args.out
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -429,7 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         f"service CPU per request, {result['method_path']} ({options.scenario}), in-process: "
-        f"median and fastest of {options.rounds} rounds of {options.requests} requests"
+        f"median and fastest of {options.rounds} rounds of {options.requests} requests; "
+        "ratio: the median over rounds of a round's figure / the first revision's in the "
+        "same round (q1-q3: the middle half of those)"
     )
     print(table(result))
     say(f"wrote {out}")

@@ -60,8 +60,10 @@ def test_both_revisions_are_measured(side_by_side: dict[str, Any]) -> None:
         assert len(revision["cpu_us"]) == len(revision["wall_us"]) == 2
         assert all(figure > 0 for figure in revision["cpu_us"] + revision["wall_us"])
         assert revision["min_cpu_us"] <= revision["median_cpu_us"]
-        assert revision["ratio_to_first"] > 0
-    assert head["ratio_to_first"] == 1.0
+        assert len(revision["round_ratios"]) == 2
+        assert 0 < revision["ratio_q1"] <= revision["ratio_to_first"] <= revision["ratio_q3"]
+        assert revision["ratio_of_medians"] > 0
+    assert head["ratio_to_first"] == head["ratio_of_medians"] == 1.0
     assert side_by_side["scenario"] == "add"
     assert side_by_side["requests_per_round"] == 200
 
