@@ -12,7 +12,8 @@ CartError
 │   └── OrderNotFound
 ├── Conflict (409)
 │   ├── InsufficientStock
-│   └── CheckoutInProgress
+│   ├── CheckoutInProgress
+│   └── CheckoutExpired
 ├── PayloadTooLarge (413)
 ├── UnsupportedMediaType (415)
 ├── LimitExceeded (422)
@@ -87,6 +88,13 @@ class InsufficientStock(Conflict):
 
 class CheckoutInProgress(Conflict):
     detail = "A checkout with this Idempotency-Key is still in progress"
+
+
+class CheckoutExpired(Conflict):
+    detail = (
+        "This checkout took too long and was cancelled; its items are back in the cart. "
+        "Start a new checkout, with a new Idempotency-Key"
+    )
 
 
 class PayloadTooLarge(CartError):

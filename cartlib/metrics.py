@@ -107,8 +107,14 @@ CHECKOUTS = Counter(
 CHECKOUTS_BY_OUTCOME: Final = {outcome: CHECKOUTS.labels(outcome) for outcome in CHECKOUT_OUTCOMES}
 CHECKOUT_REPLAYS = Counter(
     "cartlib_checkout_replays",
-    "Checkout requests answered for an Idempotency-Key seen before (the remembered response, "
-    "or 409 while the first is still running); not counted in cartlib_checkouts_total.",
+    "Checkout requests with an Idempotency-Key seen before (the remembered response, or the "
+    "checkout of that key finished when it was cut off); not counted in "
+    "cartlib_checkouts_total.",
+)
+CHECKOUTS_EXPIRED = Counter(
+    "cartlib_checkouts_expired",
+    "Pending checkouts cancelled past CHECKOUT_TIMEOUT_SECONDS, their stock given back. Each "
+    "is logged with its order id: its payment may have gone through (reconcile it).",
 )
 WAIT_STEPS: Final = ("checkout", "replay")
 WAIT_SHORTFALLS = Counter(

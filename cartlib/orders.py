@@ -1,13 +1,39 @@
 """`OrderStore`: checkout as two atomic steps around the payment, and the orders it makes.
 
 1. `begin_checkout.lua` reserves the stock of every line and turns the cart into a pending
-   order, or changes nothing (empty cart, not enough stock, a replayed Idempotency-Key).
+   order, or changes nothing (empty cart, not enough stock, a repeated Idempotency-Key).
 2. The payment processor is called; no Redis work is held open meanwhile.
 3. `complete_checkout.lua` marks the order paid and appends it to the orders stream, or
    `cancel_checkout.lua` gives the stock back and puts the lines back into the cart.
 
 Each step is one round trip, so a checkout costs two. A pending order whose process died
 between steps is cancelled by `release_expired()` after `checkout_timeout_seconds`.
+
+**A checkout cut off between its steps is finished by a retry of its Idempotency-Key.** If
+Redis fails (a failover, a restart) or the process dies after the payment was charged and
+before step 3, the client gets 503 and its order stays pending. The key must then lead back
+to *that* order: a retry that started a new checkout would charge the customer twice, and
+one told "in progress" until the reaper gave the stock back would leave a charged customer
+without an order. So step 1 records the key as `pending:<order id>`, for as long as keys are
+remembered (`idempotency_ttl_seconds`, not the checkout timeout), and a retry that finds it
+(`resume_checkout.lua`, one more round trip) looks at that order:
+
+* still pending (the first attempt was cut off, or is still paying): the retry pays it
+  itself, with the same payment reference (the order id), then completes or cancels it as
+  a first attempt would. The `PaymentProcessor` contract makes this safe: a provider
+  deduplicates on the reference, so a repeated charge returns the first result and never
+  charges twice. Two attempts racing to finish one order both end with it: complete and
+  cancel only change a pending order, so the first to finish decides, and complete answers
+  `paid` again for an order already paid.
+* finished (paid, declined): its remembered response, as for any repeated key.
+* cancelled by the reaper: the reaper remembered 409 `CheckoutExpired` for the key ("start
+  a new checkout"), never a new checkout on that key.
+
+The reaper cannot know whether a cut-off payment went through, and stock must not be held
+forever, so it still cancels after the timeout; it logs a warning with the order id (the
+payment reference, to reconcile with the provider) and counts it in
+`cartlib_checkouts_expired_total`. A payment approved for an order that was cancelled
+meanwhile is logged likewise. A normal checkout still costs two round trips.
 
 **Durability** (`wait_replicas` > 0, the default with Sentinel): step 3 is followed by
 `WAIT wait_replicas wait_timeout_ms` on the same connection, in the same round trip
@@ -23,6 +49,7 @@ already empty, as after any checkout.)
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -35,8 +62,8 @@ from cartlib import metrics
 from cartlib.durability import ReplicatedWrites
 from cartlib.errors import (
     CartError,
+    CheckoutExpired,
     CheckoutInProgress,
-    Conflict,
     EmptyCart,
     InsufficientStock,
     NotReplicated,
@@ -51,6 +78,10 @@ from cartlib.scripts import LuaScript, ScriptArg
 
 THANKS = "Thanks for shopping with us!"
 _CANCELLED_ORDER_TTL_SECONDS = 24 * 3600
+# An Idempotency-Key record while its checkout is unfinished: b"pending:<order id>".
+_PENDING = b"pending:"
+
+logger = logging.getLogger("storefront.orders")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +121,29 @@ def error_body(error: CartError) -> bytes:
     return orjson.dumps({"detail": error.detail})
 
 
+# What an Idempotency-Key answers once the reaper has cancelled its checkout.
+_EXPIRED = CheckoutResponse(CheckoutExpired.status_code, error_body(CheckoutExpired()))
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What `checkout()` counts: a repeated key (a replay or a resume), the paid total."""
+
+    repeated_key: bool = False
+    total_cents: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Payment:
+    """One checkout request's payment, for a new order or a resumed one."""
+
+    session_id: str
+    token: str
+    processor: PaymentProcessor
+    idempotency: str  # the Redis key of its Idempotency-Key's record; "" without one
+    request_id: str
+
+
 class OrderStore:
     """Runs checkouts and reads orders.
 
@@ -127,6 +181,7 @@ class OrderStore:
         self._begin = LuaScript(redis, "begin_checkout")
         self._complete = LuaScript(redis, "complete_checkout")
         self._cancel = LuaScript(redis, "cancel_checkout")
+        self._resume = LuaScript(redis, "resume_checkout")
         self._replicated = (
             ReplicatedWrites(redis, replicas=wait_replicas, timeout_ms=wait_timeout_ms)
             if wait_replicas > 0
@@ -147,14 +202,18 @@ class OrderStore:
     ) -> CheckoutResponse:
         """Order everything in the session's cart, or explain why not.
 
-        Raises `EmptyCart` and `CheckoutInProgress` (nothing is remembered for those);
-        returns the 200, 402 and 409 responses, which are replayed for a repeated key.
+        Raises `EmptyCart` (nothing is remembered for it), and `CheckoutExpired` for an order
+        cancelled by the reaper while it was being paid; returns the 200, 402 and 409
+        responses, which are replayed for a repeated key. A repeated key whose checkout was
+        cut off mid-way finishes that checkout (see the module's docstring).
 
         Each checkout counts once in `cartlib_checkouts_total`, by what its caller gets:
         `paid`, `declined`, `insufficient_stock`, `empty`, or `error` for anything raised
-        (Redis, the payment service, a reservation that timed out). A repeated
-        Idempotency-Key is not a new checkout: it counts in `cartlib_checkout_replays_total`.
+        (Redis, the payment service, a reservation that timed out). A request with an
+        Idempotency-Key seen before is not a new checkout, whether it replays a response or
+        finishes a cut-off checkout: it counts in `cartlib_checkout_replays_total`.
         """
+        attempt = _Attempt()
         try:
             outcome, response = await self._checkout(
                 session_id,
@@ -162,20 +221,23 @@ class OrderStore:
                 processor=processor,
                 idempotency_key=idempotency_key,
                 request_id=request_id,
+                attempt=attempt,
             )
         except EmptyCart:
             metrics.CHECKOUTS_BY_OUTCOME["empty"].inc()
             raise
-        except (CheckoutInProgress, _ReplayNotReplicated):
-            metrics.CHECKOUT_REPLAYS.inc()
-            raise
         except Exception:
-            metrics.CHECKOUTS_BY_OUTCOME["error"].inc()
+            if attempt.repeated_key:
+                metrics.CHECKOUT_REPLAYS.inc()
+            else:
+                metrics.CHECKOUTS_BY_OUTCOME["error"].inc()
             raise
-        if outcome is None:
+        if attempt.repeated_key:
             metrics.CHECKOUT_REPLAYS.inc()
         else:
             metrics.CHECKOUTS_BY_OUTCOME[outcome].inc()
+            if outcome == "paid":
+                metrics.ORDER_VALUE.observe(attempt.total_cents)
         return response
 
     async def _checkout(
@@ -186,12 +248,11 @@ class OrderStore:
         processor: PaymentProcessor,
         idempotency_key: str | None,
         request_id: str,
-    ) -> tuple[str | None, CheckoutResponse]:
-        """The checkout, and its outcome for the metrics (None for a replay)."""
+        attempt: _Attempt,
+    ) -> tuple[str, CheckoutResponse]:
+        """The checkout, and its outcome for the metrics."""
         order_id = uuid.uuid4().hex
-        idempotency = (
-            [self._keys.idempotency(session_id, idempotency_key)] if idempotency_key else []
-        )
+        idempotency = self._keys.idempotency(session_id, idempotency_key) if idempotency_key else ""
         keys = self._keys
         status, *reply = await self._begin(
             [
@@ -200,43 +261,76 @@ class OrderStore:
                 keys.catalog,
                 keys.order(order_id),
                 keys.pending_checkouts,
-                *idempotency,
+                *([idempotency] if idempotency else []),
             ],
-            [order_id, session_id, _now_ms(), self._timeout_ms],
+            [order_id, session_id, _now_ms(), self._idempotency_ttl * 1000],
         )
+        payment = _Payment(session_id, payment_token, processor, idempotency, request_id)
         if status == b"replay":
-            if reply[0] == b"pending":
-                raise CheckoutInProgress()
-            replayed = CheckoutResponse.recall(reply[0])
-            if replayed.status_code == 200 and self._replicated is not None:
-                await _confirm_replicated(self._replicated, idempotency[0], reply[0])
-            return None, replayed
+            attempt.repeated_key = True
+            return await self._repeated_key(payment, reply[0])
         if status == b"empty":
             raise EmptyCart()
         if status == b"insufficient_stock":
             response = _insufficient_stock(reply[0])
             if idempotency:
+                # NX: never over a record that a concurrent attempt with the key has set.
                 await call(
                     "SET",
                     self._redis.set(
-                        idempotency[0], response.remembered(), ex=self._idempotency_ttl
+                        idempotency, response.remembered(), ex=self._idempotency_ttl, nx=True
                     ),
                 )
             return "insufficient_stock", response
         if status != b"reserved":
             raise StoreError(f"unexpected reply from begin_checkout: {status!r}")
+        attempt.total_cents = int(reply[1])
+        return await self._pay(payment, order_id, reply[0], attempt.total_cents)
 
-        lines, total_cents = reply[0], int(reply[1])
+    async def _repeated_key(self, payment: _Payment, record: bytes) -> tuple[str, CheckoutResponse]:
+        """Answer a key seen before, whose record is `record`: finish its checkout if it was
+        cut off ('pending:<order id>'), else replay the remembered response."""
+        if record.startswith(_PENDING):
+            order_id = record[len(_PENDING) :].decode()
+            status, *reply = await self._resume(
+                [payment.idempotency, self._keys.order(order_id)], [record]
+            )
+            if status == b"pending":
+                logger.info("finishing a checkout cut off mid-way", extra={"order_id": order_id})
+                return await self._pay(payment, order_id, reply[0], int(reply[1]))
+            if status == b"forgotten":
+                raise StoreUnavailable(
+                    "The payment service was unavailable and nothing was charged; try again"
+                )
+            if status != b"replay":  # the order is no longer pending, its record not updated
+                raise CheckoutExpired()
+            record = reply[0]  # finished since begin_checkout read the record
+        if record.startswith(b"pending"):
+            # 'pending' without its order, left by the version before resumable checkouts
+            # (for at most its checkout timeout); or a new checkout took the key meanwhile.
+            raise CheckoutInProgress()
+        replayed = CheckoutResponse.recall(record)
+        if replayed.status_code == 200 and self._replicated is not None:
+            await _confirm_replicated(self._replicated, payment.idempotency, record)
+        return "replay", replayed
+
+    async def _pay(
+        self, payment: _Payment, order_id: str, lines: bytes, total_cents: int
+    ) -> tuple[str, CheckoutResponse]:
+        """Charge the pending order `order_id` (its id is the payment reference, so a retry
+        that pays it again is never charged twice), then complete or cancel it."""
+        keys = self._keys
+        session_id, idempotency = payment.session_id, payment.idempotency
         try:
-            payment = await processor.charge(
-                amount_cents=total_cents, token=payment_token, reference=order_id
+            result = await payment.processor.charge(
+                amount_cents=total_cents, token=payment.token, reference=order_id
             )
         except PaymentUnavailable as exc:
             await self._undo(session_id, order_id, "error", idempotency, remember=None)
             raise StoreUnavailable("The payment service is unavailable; try again shortly") from exc
-        if not payment.approved:
+        if not result.approved:
             declined = PaymentDeclined(
-                f"Payment declined: {payment.reason}" if payment.reason else None
+                f"Payment declined: {result.reason}" if result.reason else None
             )
             response = CheckoutResponse(declined.status_code, error_body(declined))
             await self._undo(session_id, order_id, "declined", idempotency, remember=response)
@@ -255,7 +349,7 @@ class OrderStore:
             keys.order(order_id),
             keys.pending_checkouts,
             keys.orders_stream,
-            *idempotency,
+            *([idempotency] if idempotency else []),
         ]
         complete_args: list[ScriptArg] = [
             order_id,
@@ -263,7 +357,7 @@ class OrderStore:
             response.remembered(),
             self._idempotency_ttl,
             self._stream_maxlen,
-            request_id,
+            payment.request_id,
         ]
         if self._complete_replicated is None:
             outcome = await self._complete(complete_keys, complete_args)
@@ -273,8 +367,14 @@ class OrderStore:
                 metrics.WAIT_SHORTFALLS_BY_STEP["checkout"].inc()
                 raise NotReplicated()
         if outcome != b"paid":
-            raise Conflict("The checkout took too long and was cancelled; nothing was ordered")
-        metrics.ORDER_VALUE.observe(total_cents)
+            # The reaper cancelled the order while it was being paid (a payment slower than
+            # the checkout timeout, a retry just before it): the money must be given back.
+            logger.warning(
+                "payment approved for a cancelled order: reconcile it with the payment "
+                "provider (refund)",
+                extra={"order_id": order_id, "payment_reference": order_id},
+            )
+            raise CheckoutExpired()
         return "paid", response
 
     async def get_json(self, session_id: str, order_id: str) -> bytes:
@@ -291,7 +391,13 @@ class OrderStore:
         )
 
     async def release_expired(self, now_ms: int | None = None) -> int:
-        """Cancel checkouts that have held stock past the timeout; returns how many."""
+        """Cancel checkouts that have held stock past the timeout; returns how many.
+
+        Whether a cut-off payment went through cannot be known here, so each cancelled order
+        is logged (a warning with its id, the payment reference) and counted in
+        `cartlib_checkouts_expired_total`. Its Idempotency-Key, if any, then answers 409
+        `CheckoutExpired`: a retry never starts a second checkout on that key.
+        """
         deadline = (now_ms if now_ms is not None else _now_ms()) - self._timeout_ms
         stale: list[bytes] = await call(
             "ZRANGEBYSCORE",
@@ -302,15 +408,28 @@ class OrderStore:
         released = 0
         for raw_id in stale:
             order_id = raw_id.decode()
-            session_id: bytes | None = await call(
-                "HGET", self._redis.hget(self._keys.order(order_id), "session_id")
+            session_id, idempotency = await call(
+                "HMGET",
+                self._redis.hmget(self._keys.order(order_id), ["session_id", "idempotency_key"]),
             )
             if session_id is None:  # the order is gone: only the index entry is left
                 await call("ZREM", self._redis.zrem(self._keys.pending_checkouts, order_id))
                 continue
-            released += await self._undo(
-                session_id.decode(), order_id, "expired", [], remember=None
+            cancelled = await self._undo(
+                session_id.decode(),
+                order_id,
+                "expired",
+                idempotency.decode() if idempotency else "",
+                remember=_EXPIRED,
             )
+            if cancelled:
+                metrics.CHECKOUTS_EXPIRED.inc()
+                logger.warning(
+                    "cancelled a checkout past its timeout; its payment may have gone "
+                    "through: reconcile it with the payment provider",
+                    extra={"order_id": order_id, "payment_reference": order_id},
+                )
+            released += cancelled
         return released
 
     async def _undo(
@@ -318,10 +437,11 @@ class OrderStore:
         session_id: str,
         order_id: str,
         status: str,
-        idempotency: list[str],
+        idempotency: str,
         *,
         remember: CheckoutResponse | None,
     ) -> int:
+        """Cancel a pending order (`cancel_checkout.lua`): 1, or 0 if it was not pending."""
         keys = self._keys
         outcome = await self._cancel(
             [
@@ -329,7 +449,7 @@ class OrderStore:
                 keys.pending_checkouts,
                 keys.stock,
                 keys.cart(session_id),
-                *idempotency,
+                *([idempotency] if idempotency else []),
             ],
             [
                 order_id,

@@ -12,6 +12,7 @@ from cartlib import JSONBytes, LeanRoute, SessionDep, Stores, StoresDep
 from cartlib import create_app as create_service
 from cartlib.errors import (
     CartError,
+    CheckoutExpired,
     CheckoutInProgress,
     EmptyCart,
     InsufficientStock,
@@ -34,7 +35,8 @@ IdempotencyKey = Annotated[
         max_length=255,
         pattern=r"^[\x21-\x7e]+$",
         description="Repeat a checkout safely: the first completed response is replayed "
-        "for 24 hours. Scoped to the session.",
+        "for 24 hours, and a checkout that was cut off (503) is finished by its retry, never "
+        "started again. Scoped to the session.",
     ),
 ]
 
@@ -44,7 +46,12 @@ orders = APIRouter(
     route_class=LeanRoute, tags=["checkout"], responses=error_responses(*SESSION_ERRORS)
 )
 CHECKOUT_ERRORS = error_responses(
-    *BODY_ERRORS, EmptyCart, PaymentDeclined, InsufficientStock, CheckoutInProgress
+    *BODY_ERRORS,
+    EmptyCart,
+    PaymentDeclined,
+    InsufficientStock,
+    CheckoutExpired,
+    CheckoutInProgress,
 )
 
 

@@ -3,12 +3,17 @@
 -- of the same cart finds it empty: one cart gives at most one order.
 -- KEYS[1] cart hash, KEYS[2] stock hash, KEYS[3] catalog hash, KEYS[4] new order hash,
 -- KEYS[5] pending checkouts zset, KEYS[6] idempotency record (optional)
--- ARGV[1] order id, ARGV[2] session id, ARGV[3] now (ms), ARGV[4] how long the
--- idempotency record says 'pending' (ms)
+-- ARGV[1] order id, ARGV[2] session id, ARGV[3] now (ms), ARGV[4] TTL of the idempotency
+-- record (ms)
+-- With an idempotency record, a reserved checkout sets it to 'pending:<order id>' for as
+-- long as keys are remembered (complete_checkout or cancel_checkout later replace it with
+-- the response), and the order names its record (field idempotency_key), so a retry of the
+-- key finds this order, and the reaper can answer the key when it cancels the order.
 -- Returns one of
---   {'replay', remembered response}   the Idempotency-Key was seen ('pending' while running)
+--   {'replay', record}   the Idempotency-Key was seen: its remembered response, or
+--                        'pending:<order id>' while that checkout is unfinished
 --   {'empty', ''}
---   {'insufficient_stock', JSON [{"id", "requested", "available"}]}
+--   {'insufficient_stock', JSON [{"id", "requested", "available"}]}   (nothing written)
 --   {'reserved', JSON [{"id", "quantity", "price_cents"}], total cents}
 local idempotency = KEYS[6]
 if idempotency then
@@ -38,9 +43,6 @@ for i = 1, #flat, 2 do
 end
 
 local by_id = function(a, b) return a.id < b.id end
-if idempotency then
-  redis.call('SET', idempotency, 'pending', 'PX', ARGV[4])
-end
 if #short > 0 then
   table.sort(short, by_id)
   return {'insufficient_stock', cjson.encode(short)}
@@ -53,6 +55,10 @@ end
 local items = cjson.encode(lines)
 redis.call('HSET', KEYS[4], 'session_id', ARGV[2], 'status', 'pending', 'items', items,
   'total_cents', string.format('%d', total), 'created_at', ARGV[3])
+if idempotency then
+  redis.call('HSET', KEYS[4], 'idempotency_key', idempotency)
+  redis.call('SET', idempotency, 'pending:' .. ARGV[1], 'PX', ARGV[4])
+end
 redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 return {'reserved', items, string.format('%d', total)}
