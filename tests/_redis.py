@@ -17,7 +17,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import redis
@@ -229,19 +229,32 @@ class RestartableRedis:
 
     def wait_until_ready(self, timeout: float = 15.0) -> None:
         """Return once PING answers; raise TimeoutError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            client = self.client(socket_timeout=1, socket_connect_timeout=1)
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError as exc:
-                last_error = exc
-            finally:
-                client.close()
-            time.sleep(0.05)
-        raise TimeoutError(f"Redis at {self.url} did not answer PING in {timeout}s: {last_error}")
+        wait_for_ping(self.client, f"Redis at {self.url}", timeout)
+
+
+def wait_for_ping(
+    connect: Callable[..., redis.Redis],
+    name: str,
+    timeout: float,
+    between_tries: Callable[[], None] = lambda: None,
+) -> None:
+    """Return once a client from ``connect(**timeouts)`` gets an answer to PING; raise
+    TimeoutError after ``timeout`` seconds. ``between_tries`` runs after each failed try
+    (to give up early, for example when the container has exited)."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        client = connect(socket_timeout=1, socket_connect_timeout=1)
+        try:
+            if client.ping():
+                return
+        except redis.RedisError as exc:
+            last_error = exc
+        finally:
+            client.close()
+        between_tries()
+        time.sleep(0.05)
+    raise TimeoutError(f"{name} did not answer PING in {timeout} s: {last_error!r}")
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ import docker
 import redis
 from docker.models.containers import Container
 
-from tests._redis import IMAGES, LOOPBACK, free_port, require_docker
+from tests._redis import IMAGES, LOOPBACK, free_port, require_docker, wait_for_ping
 
 MASTER_NAME: Final = "storefront"
 QUORUM: Final = 2
@@ -213,23 +213,13 @@ def _as_tar(path: str, text: str) -> bytes:
 
 
 def _wait_for_ping(node: Node, timeout: float = READY_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        client = node.client(socket_timeout=1, socket_connect_timeout=1)
-        try:
-            if client.ping():
-                return
-        except redis.RedisError as exc:
-            last_error = exc
-        finally:
-            client.close()
+    def give_up_if_exited() -> None:
         node.container.reload()
         if node.container.status == "exited":  # e.g. its port was taken meanwhile
             logs = node.container.logs(tail=20).decode(errors="replace")
             raise RuntimeError(f"{node.name} exited:\n{logs}")
-        time.sleep(0.05)
-    raise TimeoutError(f"{node.name} did not answer PING in {timeout} s: {last_error!r}")
+
+    wait_for_ping(node.client, node.name, timeout, give_up_if_exited)
 
 
 @contextlib.contextmanager
