@@ -81,8 +81,13 @@ class Recorder:
         self.answers.append(Answer(name, started, time.monotonic(), response.status_code))
         return response
 
-    def failures(self) -> list[Answer]:
-        return [answer for answer in self.answers if not answer.ok]
+    def failures(self, name: str | None = None) -> list[Answer]:
+        """The failed requests (those named `name`, if given)."""
+        return [
+            answer
+            for answer in self.answers
+            if not answer.ok and (name is None or answer.name == name)
+        ]
 
     def failed_by_status(self) -> dict[str, int]:
         """Failed requests by status code ("no answer" for a hang or a broken connection)."""

@@ -41,6 +41,7 @@ from cartlib.redis import (
 from cartlib.stores import Stores
 from tests._redis import LOOPBACK
 from tests.cartlib.conftest import make_settings
+from tests.reliability._faults import Recorder, report
 from tests.reliability._sentinel import (
     MASTER_NAME,
     Node,
@@ -89,12 +90,6 @@ def sentinel_settings(deployment: SentinelDeployment, **overrides: Any) -> Any:
         redis_sentinel_password=deployment.sentinel_password,
         **overrides,
     )
-
-
-def report(title: str, rows: dict[str, object]) -> None:
-    width = max(len(name) for name in rows)
-    lines = "\n".join(f"  {name:<{width}}  {value}" for name, value in rows.items())
-    print(f"\n{title}\n{lines}")  # noqa: T201
 
 
 async def new_session(shop: Shop) -> tuple[str, dict[str, str]]:
@@ -248,19 +243,10 @@ async def test_too_few_replicas_give_503_and_a_retry_rechecks_them(
 # --- failovers under traffic (last: they leave the old master stopped) ------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    kind: str  # "add" or "checkout"
-    started: float
-    ended: float
-    status: int | None  # None: no HTTP answer (the client's timeout, a broken connection)
-
-
 @dataclass
-class Traffic:
-    """Shoppers' requests and what they were told."""
+class Traffic(Recorder):
+    """Shoppers' requests (named "add" or "checkout") and what they were told."""
 
-    answers: list[Answer] = field(default_factory=list)
     # session id -> units whose add got 201
     acknowledged_units: Counter[str] = field(default_factory=Counter)
     paid_orders: list[str] = field(default_factory=list)
@@ -273,28 +259,16 @@ class Traffic:
     running: bool = True
 
     async def send(
-        self, kind: str, request: Callable[[], Awaitable[httpx.Response]]
+        self, name: str, request: Callable[[], Awaitable[httpx.Response]]
     ) -> httpx.Response | None:
-        started = time.monotonic()
-        try:
-            response = await request()
-        except httpx.HTTPError:
-            self.answers.append(Answer(kind, started, time.monotonic(), None))
+        response = await super().send(name, request)
+        if response is None:
             return None
-        self.answers.append(Answer(kind, started, time.monotonic(), response.status_code))
         if response.status_code >= 400 and response.status_code != 503:
-            self.unexpected.append(f"{kind} {response.status_code} {response.text}")
+            self.unexpected.append(f"{name} {response.status_code} {response.text}")
         if response.status_code == 503:
             await asyncio.sleep(0.05)  # as a client honouring Retry-After would, briefly
         return response
-
-    def failures(self, kind: str | None = None) -> list[Answer]:
-        return [
-            answer
-            for answer in self.answers
-            if (kind is None or answer.kind == kind)
-            and (answer.status is None or answer.status >= 400)
-        ]
 
     def recovered_after(self, kind: str, since: float, down: float) -> float | None:
         """Seconds from `since` (the outage began) to the end of the first success of `kind`
@@ -304,7 +278,7 @@ class Traffic:
         successes = [
             answer.ended
             for answer in self.answers
-            if answer.kind == kind and answer.status is not None and answer.status < 400
+            if answer.name == kind and answer.ok
             if answer.started > max(last_failure, down)
         ]
         return min(successes) - since if successes else None
