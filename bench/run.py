@@ -82,8 +82,8 @@ class Mode:
     instrumentation_rounds: int
 
 
-FULL = Mode("full", 3, 1, 5, 3, 5000, 200, 2000, 5000, 9)
-QUICK = Mode("quick", 1, 1, 2, 1, 500, 40, 200, 300, 3)
+FULL = Mode("full", 3, 1, 5, 3, 5000, 200, 2000, 2000, 25)
+QUICK = Mode("quick", 1, 1, 2, 1, 500, 40, 200, 300, 4)
 
 
 class Stopped(Exception):
