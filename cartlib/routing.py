@@ -172,27 +172,25 @@ async def _json_body(request: Request) -> Any:
             return raw
         return json.loads(raw, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
-        error = {
-            "type": "json_invalid",
-            "loc": ("body", exc.pos),
-            "msg": "JSON decode error",
-            "input": {},
-            "ctx": {"error": exc.msg},
-        }
-        raise RequestValidationError([error], body=exc.doc) from exc
+        raise _json_invalid(("body", exc.pos), exc.msg, exc.doc) from exc
     except DuplicateKey as exc:
-        error = {
-            "type": "json_invalid",
-            "loc": ("body",),
-            "msg": "JSON decode error",
-            "input": {},
-            "ctx": {"error": str(exc)},
-        }
-        raise RequestValidationError([error], body=raw) from exc
+        raise _json_invalid(("body",), str(exc), raw) from exc
     except HTTPException:  # e.g. 413 from the body size limit
         raise
     except Exception as exc:
         raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _json_invalid(loc: tuple[str | int, ...], reason: str, body: Any) -> RequestValidationError:
+    """The 422 FastAPI answers for a body that is not valid JSON."""
+    error = {
+        "type": "json_invalid",
+        "loc": loc,
+        "msg": "JSON decode error",
+        "input": {},
+        "ctx": {"error": reason},
+    }
+    return RequestValidationError([error], body=body)
 
 
 class DuplicateKey(ValueError):
