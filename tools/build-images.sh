@@ -73,7 +73,8 @@ git_source() {
     printf '%s\n' "$url" | sed -E 's#^([a-z+]+://)[^@/]*@#\1#'
 }
 
-image_id() { docker image inspect --format '{{.Id}}' "$1" 2>/dev/null || true; }
+# shellcheck source=tools/lib/image.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/image.sh"
 
 # build TARGET TAG: build one target, quietly; show the build's output only when it fails.
 build() {
@@ -91,14 +92,11 @@ build() {
         die "docker build --target $target failed"
     fi
     new_id="$(image_id "$tag")"
-    if [[ -n $old_id && $old_id != "$new_id" ]]; then
-        docker image rm "$old_id" >/dev/null 2>&1 || true # still used by a container: keep it
-    fi
+    remove_replaced "$old_id" "$new_id"
     if [[ $target != *builder ]]; then
         local state="rebuilt"
         [[ $old_id == "$new_id" ]] && state="unchanged"
-        log "$tag: $state, $(docker image inspect --format '{{.Size}}' "$tag" |
-            awk '{printf "%.1f MB", $1 / 1e6}'), $((SECONDS - started)) s"
+        log "$tag: $state, $(image_size "$tag"), $((SECONDS - started)) s"
     fi
 }
 

@@ -68,15 +68,12 @@ cleanup() {
     rm -rf "$WORK_DIR"
 }
 
-image_is_current() {
-    local have
-    have="$(docker image inspect --format "{{ index .Config.Labels \"${INPUTS_LABEL}\" }}" \
-        "$IMAGE" 2>/dev/null)" || return 1
-    [[ $have == "$INPUTS_HASH" ]]
-}
+image_is_current() { image_built_from "$IMAGE" "$INPUTS_LABEL" "$INPUTS_HASH"; }
 
 # shellcheck source=tools/lib/apt.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+# shellcheck source=tools/lib/image.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/image.sh"
 
 ensure_debootstrap() {
     command -v debootstrap >/dev/null 2>&1 && return 0
@@ -180,7 +177,7 @@ EOF
 
 import_base() {
     local tarball=$1 old_id new_id version
-    old_id="$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
+    old_id="$(image_id "$IMAGE")"
     new_id="$(docker import \
         --change "ENV ${PATH_ENV}" \
         --change 'ENV LANG=C.UTF-8' \
@@ -193,10 +190,8 @@ import_base() {
         docker image rm "$IMAGE" >/dev/null 2>&1 || true
         die "the freshly imported $IMAGE does not run python3"
     fi
-    if [[ -n $old_id && $old_id != "$new_id" ]]; then
-        docker image rm "$old_id" >/dev/null 2>&1 || true # still used by a container: keep it
-    fi
-    log "built $IMAGE: $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.1f MB", $1 / 1e6}'), Python $version"
+    remove_replaced "$old_id" "$new_id"
+    log "built $IMAGE: $(image_size "$IMAGE"), Python $version"
 }
 
 main() {

@@ -41,12 +41,10 @@ die() {
 
 cleanup() { [[ -z $WORK_DIR ]] || rm -rf "$WORK_DIR"; }
 
-image_is_current() {
-    local tag=$1 have
-    have="$(docker image inspect --format "{{ index .Config.Labels \"${INPUTS_LABEL}\" }}" \
-        "$tag" 2>/dev/null)" || return 1
-    [[ $have == "$INPUTS_HASH" ]]
-}
+# shellcheck source=tools/lib/image.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/image.sh"
+
+image_is_current() { image_built_from "$1" "$INPUTS_LABEL" "$INPUTS_HASH"; }
 
 # copy_with_libs ROOTFS LIBRARY_PATH BINARY...: copy each library that ldd names for the
 # binaries (looked up in LIBRARY_PATH first, then on the host) into ROOTFS, by soname.
@@ -88,7 +86,7 @@ import_rootfs() {
     tarball="$WORK_DIR/$(basename "$rootfs").tar"
     tar --numeric-owner --owner=0 --group=0 --exclude=./data -C "$rootfs" -cf "$tarball" .
     tar --numeric-owner --owner=999 --group=999 --no-recursion -C "$rootfs" -rf "$tarball" ./data
-    old_id="$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)"
+    old_id="$(image_id "$tag")"
     new_id="$(docker import \
         --change "ENV ${PATH_ENV}" \
         --change 'USER 999' \
@@ -104,10 +102,8 @@ import_rootfs() {
         docker image rm "$tag" >/dev/null 2>&1 || true
         die "the freshly built $tag does not run"
     fi
-    if [[ -n $old_id && $old_id != "$new_id" ]]; then
-        docker image rm "$old_id" >/dev/null 2>&1 || true # still used by a container: keep it
-    fi
-    log "built $tag: $(docker image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.1f MB", $1 / 1e6}'), ${version%% sha=*}"
+    remove_replaced "$old_id" "$new_id"
+    log "built $tag: $(image_size "$tag"), ${version%% sha=*}"
 }
 
 apt_download() {
