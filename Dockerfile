@@ -4,8 +4,13 @@
 #   docker build --target checkout -t storefront-checkout .
 #
 # BASE_IMAGE is any Debian-like image with Python 3.11+ and its venv module; the builder and
-# the final stages must use the same one (the venv links to its interpreter). `make images`
-# (tools/build-images.sh) passes a locally built base, as no registry answers there.
+# the final stages must use the same one (the venv links to its interpreter). The default is
+# pinned by digest as well as tag, so that a rebuild never gets a different base; `make
+# images` (tools/build-images.sh) passes a locally built base, as no registry answers there.
+#
+# Every package comes from a hashed file exported from uv.lock (requirements/, written by
+# `make lock`), installed with --require-hashes and --no-deps: the images hold exactly the
+# versions the tests ran, whatever day they are built.
 #
 # The final images hold the base, a non-root user and /opt/venv: the project and its
 # dependencies, installed from a wheel and byte-compiled, with no pip, no build tools and no
@@ -14,7 +19,7 @@
 # SIGTERM reaches it directly: it stops accepting connections and lets in-flight requests
 # finish (up to 20 s) before it exits 0.
 # No BuildKit-only syntax, so the classic builder (DOCKER_BUILDKIT=0) builds it too.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm@sha256:a36c24f9cbdf4fd0f52d67f0823eeac19c2028c637cecc392d97f980d4fec56b
 
 FROM ${BASE_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
@@ -22,18 +27,16 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone: this layer is reused until they change.
+# Dependencies first, from the locked files alone: this layer is reused until they change.
 # /opt/build holds pip and the build backend; /opt/venv, what the images ship, gets no pip.
-COPY pyproject.toml ./
-RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
-print("\n".join(p["project"]["dependencies"]), file=open("/tmp/requirements.txt", "w")); \
-print("\n".join(p["build-system"]["requires"]), file=open("/tmp/build-requirements.txt", "w"))' \
-    && python3 -m venv /opt/build \
-    && /opt/build/bin/pip install --quiet -r /tmp/build-requirements.txt \
+COPY requirements/build.txt requirements/runtime.txt /tmp/
+RUN python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --quiet --require-hashes --no-deps -r /tmp/build.txt \
     && python3 -m venv --without-pip /opt/venv \
-    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet -r /tmp/requirements.txt
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet --require-hashes \
+        --no-deps -r /tmp/runtime.txt
 # Then the code: a wheel (not an editable install), installed without touching the network.
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY cartlib ./cartlib
 COPY inventory ./inventory
 COPY checkout ./checkout
@@ -86,7 +89,7 @@ EXPOSE 8002
 ENTRYPOINT ["python", "-m", "checkout"]
 
 # The load generator (the chart's loadgenerator.enabled; `make images` builds it): locust from
-# the `loadgen` extra in a venv of its own, and bench/locustfile.py, which imports only
+# the lock's `loadgen` group (requirements/loadgen.txt) in a venv of its own, and bench/locustfile.py, which imports only
 # locust and the standard library (not the project). It runs headless until stopped; the
 # environment sets the rest: LOCUST_HOST (the inventory URL), CHECKOUT_URL, LOCUST_USERS,
 # LOCUST_SPAWN_RATE, optionally LOCUST_RUN_TIME and LOADGEN_CHECKOUT=false (no checkouts).
@@ -97,12 +100,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml ./
-RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); \
-print("\n".join(p["project"]["optional-dependencies"]["loadgen"]), file=open("/tmp/requirements.txt", "w"))' \
-    && python3 -m venv /opt/build \
+COPY requirements/loadgen.txt /tmp/
+RUN python3 -m venv /opt/build \
     && python3 -m venv --without-pip /opt/venv \
-    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet -r /tmp/requirements.txt \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --quiet --require-hashes \
+        --no-deps -r /tmp/loadgen.txt \
     && /opt/build/bin/pip --python /opt/venv/bin/python check \
     && /opt/venv/bin/python -m compileall -q -j 0 /opt/venv/lib \
     && /opt/venv/bin/python -c 'import locust'

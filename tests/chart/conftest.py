@@ -30,8 +30,8 @@ Render = Callable[..., Rendered]
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    """The project's Helm (tools/install-helm.sh)."""
-    return require_tool(HELM, "run `make helm` (tools/install-helm.sh installs Helm 4.1.4)")
+    """The project's Helm (tools/install-kube-clients.sh)."""
+    return require_tool(HELM, "run `make kube-clients` (installs Helm 4.1.4)")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ KUBERNETES_VERSIONS = ("1.29", "1.34")
 
 
 def kubernetes_validate(*files: Path, check: bool = True) -> str:
-    tool = require_tool(KUBERNETES_VALIDATE, "install the dev extras (pip install -e '.[dev]')")
+    tool = require_tool(KUBERNETES_VALIDATE, "run `make test` (the lock's dev group has it)")
     versions = [arg for version in KUBERNETES_VERSIONS for arg in ("-k", version)]
     # Files, not stdin: with several -k flags stdin would be read only once.
     result = run(tool, "--strict", "--quiet", *versions, *files, check=check)

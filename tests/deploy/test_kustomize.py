@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +17,11 @@ OVERLAYS = ["dev", "prod", "prod-sentinel"]
 
 
 def require(tool: str) -> str:
-    path = shutil.which(tool) or (
-        str(ROOT / ".tools/bin" / tool) if (ROOT / ".tools/bin" / tool).exists() else None
-    )
-    if path is None:
-        unavailable(f"{tool} is missing: run `make test`")
-    return path
+    """The pinned `tool` from tools/install-kube-clients.sh, never the one on PATH."""
+    path = ROOT / ".tools/bin" / tool
+    if not path.is_file():
+        unavailable(f"{path} is missing: run `make kube-clients`")
+    return str(path)
 
 
 def build(overlay: str) -> list[dict[str, Any]]:

@@ -34,6 +34,9 @@ from tests._unavailable import unavailable
 INVENTORY_IMAGE: Final = os.environ.get("STOREFRONT_INVENTORY_IMAGE", "storefront-inventory:dev")
 CHECKOUT_IMAGE: Final = os.environ.get("STOREFRONT_CHECKOUT_IMAGE", "storefront-checkout:dev")
 IMAGES: Final = {"inventory": INVENTORY_IMAGE, "checkout": CHECKOUT_IMAGE}
+LOADGENERATOR_IMAGE: Final = os.environ.get(
+    "STOREFRONT_LOADGENERATOR_IMAGE", "storefront-loadgenerator:dev"
+)
 PORTS: Final = {"inventory": 8001, "checkout": 8002}
 # The chart's container securityContext, in Docker's terms.
 HARDENING: Final[dict[str, Any]] = {
@@ -72,6 +75,14 @@ def require_images() -> None:
     if problem is None:
         return
     unavailable(problem)
+
+
+def require_loadgenerator_image(stack: ImageStack) -> None:
+    """Skip without the image (`make images` builds it), or fail in CI, like require_images."""
+    try:
+        stack.client.images.get(LOADGENERATOR_IMAGE)
+    except docker.errors.ImageNotFound:
+        unavailable(f"no local image {LOADGENERATOR_IMAGE}: run `make images`")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import HARDENING, IMAGES, PORTS, ImageStack, ServiceContainer
+from tests.e2e.conftest import (
+    HARDENING,
+    IMAGES,
+    LOADGENERATOR_IMAGE,
+    PORTS,
+    ImageStack,
+    ServiceContainer,
+    require_loadgenerator_image,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -296,3 +304,43 @@ def test_the_image_metadata(image_stack: ImageStack, service: str) -> None:
         assert secret not in metadata
     assert not re.search(r"(?i)(secret|password|passwd|token|credential)\w*=", metadata)
     assert "BEGIN" not in metadata  # no key or certificate material
+
+
+def _locked_versions(requirements: Path) -> dict[str, str]:
+    """`name==version` pins of a hashed requirements file, names normalised (PEP 503)."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^ ;\\]+)", requirements.read_text(), re.MULTILINE)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+
+
+_LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
+)
+
+
+@pytest.mark.parametrize(
+    ("image_name", "requirements"),
+    [
+        (IMAGES["inventory"], "runtime.txt"),
+        (IMAGES["checkout"], "runtime.txt"),
+        (LOADGENERATOR_IMAGE, "loadgen.txt"),
+    ],
+)
+def test_the_image_holds_exactly_the_locked_packages(
+    image_stack: ImageStack, image_name: str, requirements: str
+) -> None:
+    """Every distribution in the image's venv is one of the lock's pins, at its version."""
+    if image_name == LOADGENERATOR_IMAGE:
+        require_loadgenerator_image(image_stack)
+    output = image_stack.client.containers.run(
+        image_name, ["-c", _LIST_DISTRIBUTIONS], entrypoint="python", remove=True, **HARDENING
+    )
+    installed = {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in json.loads(output).items()
+    }
+    locked = _locked_versions(REPO / "requirements" / requirements)
+    installed.pop("storefront", None)  # the project's own wheel, not a dependency
+    assert installed, "no distributions found in the image"
+    unlocked = {name: v for name, v in installed.items() if locked.get(name) != v}
+    assert not unlocked, f"installed but not at a locked version: {unlocked}"

@@ -6,30 +6,21 @@ containers: it exits 0 with requests recorded and no failures (402 for the decli
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Final
 
-import docker.errors
 import httpx
 import pytest
 
-from tests._unavailable import unavailable
-from tests.e2e.conftest import HARDENING, ImageStack
+from tests.e2e.conftest import (
+    HARDENING,
+    LOADGENERATOR_IMAGE,
+    ImageStack,
+    require_loadgenerator_image,
+)
 
 pytestmark = pytest.mark.docker
 
-LOADGENERATOR_IMAGE: Final = os.environ.get(
-    "STOREFRONT_LOADGENERATOR_IMAGE", "storefront-loadgenerator:dev"
-)
 ITEMS: Final = ("lg-mug", "lg-cap", "lg-tee")
-
-
-def require_loadgenerator_image(stack: ImageStack) -> None:
-    """Skip without the image (`make images` builds it), or fail in CI, like require_images."""
-    try:
-        stack.client.images.get(LOADGENERATOR_IMAGE)
-    except docker.errors.ImageNotFound:
-        unavailable(f"no local image {LOADGENERATOR_IMAGE}: run `make images`")
 
 
 def stock_the_shop(stack: ImageStack) -> None:
