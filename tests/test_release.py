@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+import zipfile
 from pathlib import Path
 from typing import Final
 
@@ -93,3 +94,81 @@ def test_the_lock_check_fails_when_an_exported_file_is_edited(lock_copy: Path) -
     result = _lock_check(lock_copy)
     assert result.returncode != 0
     assert "requirements/runtime.txt is stale" in result.stderr
+
+
+def _fake_newer_wheel(directory: Path, name: str, version: str) -> Path:
+    """A wheel of `name` at `version` that fails on import: a stand-in for a newer release."""
+    dist_info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": 'raise ImportError("a fake release, never to be installed")\n',
+        f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = f"{dist_info}/RECORD"
+    files[record] = "".join(f"{path},,\n" for path in [*files, record])
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def _installed_version(venv: Path, name: str) -> str:
+    return subprocess.run(
+        [venv / "bin/python", "-c", f"import importlib.metadata as m; print(m.version({name!r}))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_a_newer_release_on_the_index_does_not_change_what_gets_installed(
+    tmp_path: Path,
+) -> None:
+    """What `make` runs (`uv sync --locked`) installs the lock's orjson even when a newer
+    orjson is on offer, which an unlocked install of the same range would take."""
+    if not UV.is_file():
+        unavailable(f"{UV} is missing: run `make` (it installs uv from requirements/uv.txt)")
+    links = tmp_path / "links"
+    links.mkdir()
+    _fake_newer_wheel(links, "orjson", "99.0.0")
+    locked = re.search(r'name = "orjson"\nversion = "([^"]+)"', (REPO / "uv.lock").read_text())
+    assert locked is not None
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+
+    synced = tmp_path / "synced"
+    sync: list[str | Path] = [
+        UV,
+        "sync",
+        "--quiet",
+        "--locked",
+        "--no-default-groups",
+        "--no-install-project",
+    ]
+    subprocess.run(
+        [*sync, "--find-links", str(links)],
+        cwd=REPO,
+        env={**env, "UV_PROJECT_ENVIRONMENT": str(synced)},
+        check=True,
+        timeout=300,
+    )
+    assert _installed_version(synced, "orjson") == locked.group(1)
+
+    resolved = tmp_path / "resolved"
+    subprocess.run([UV, "venv", "--quiet", resolved], env=env, check=True, timeout=60)
+    install: list[str | Path] = [
+        UV,
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        resolved / "bin/python",
+    ]
+    subprocess.run(
+        [*install, "--find-links", str(links), "orjson>=3.10"],
+        env=env,
+        check=True,
+        timeout=300,
+    )
+    assert _installed_version(resolved, "orjson") == "99.0.0"
