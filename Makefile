@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 	touch $(STAMP)
 
 run: $(STAMP)  ## Start Redis and both services locally; Ctrl-C stops everything
-	$(BIN)/python tools/run_stack.py
+	$(BIN)/python -m devstack
 
 lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, and the lock matching pyproject.toml
 	tools/lock.sh check

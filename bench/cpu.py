@@ -47,13 +47,13 @@ from types import FrameType
 from typing import Any
 
 import redis
-import run_stack
-from run_stack import Child, StartupError
 
 from bench import REPO, data, report
 from bench.cpu_worker import SCENARIOS, WorkerConfig
 from bench.run import RUNS
-from bench.stack import Stack, start_stack, tail
+from bench.stack import Stack, start_stack
+from devstack.processes import Child, StartupError, describe_exit, stop_children
+from devstack.services import tail
 
 WORKER_SCRIPT = Path(__file__).resolve().with_name("cpu_worker.py")
 WORKING_TREE = "."
@@ -196,7 +196,7 @@ class Worker:
         if "error" in message:
             problem = message["error"]
         elif readable:
-            problem = f"it {run_stack.describe_exit(self.proc.wait(timeout=5))}"
+            problem = f"it {describe_exit(self.proc.wait(timeout=5))}"
         else:
             problem = f"no answer in {timeout:.0f} s"
         raise CpuBenchError(
@@ -354,7 +354,7 @@ def stop_workers(workers: Sequence[Worker]) -> None:
     for worker in workers:
         with suppress(subprocess.TimeoutExpired):
             worker.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    run_stack.stop_children([w.child for w in workers], WORKER_STOP_TIMEOUT)
+    stop_children([w.child for w in workers], WORKER_STOP_TIMEOUT)
 
 
 def round_ratios(worker: Worker, reference: Worker) -> list[float]:

@@ -18,10 +18,9 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-from run_stack import StartupError
-
 from bench import REPO, data
 from bench.run import RUNS, say, start
+from devstack.processes import StartupError
 
 MAX_USERS = 200
 MAX_RUN_TIME_S = 600

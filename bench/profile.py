@@ -37,11 +37,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from run_stack import StartupError
-
 from bench import REPO, data
 from bench.run import BIG_LINES, CONNECTIONS, FULL, RESULTS, RUNS, SMALL_LINES, Harness, start
 from bench.wrk import WrkError, WrkResult, run_wrk, wrk_binary
+from devstack.processes import StartupError
 
 SCENARIOS = {
     "add_small": ("add_to_cart.lua", SMALL_LINES),

@@ -37,13 +37,13 @@ from types import FrameType
 from typing import Any
 
 import redis
-from run_stack import StartupError
 
 from bench import REPO, data, report
 from bench.instrumentation import measure as measure_instrumentation
 from bench.redisstats import Delta, RedisCounter, delta
 from bench.stack import Stack, start_stack
 from bench.wrk import WrkError, WrkResult, run_wrk, wrk_binary, wrk_version
+from devstack.processes import StartupError
 
 CONNECTIONS = 32
 SWEEP = (1, 8, 32, 128)

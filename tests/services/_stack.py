@@ -1,19 +1,18 @@
 """Both services as real processes (`python -m inventory`, `python -m checkout`) on loopback
-ports, configured through the environment as a deployment would configure them."""
+ports, configured through the environment as a deployment would configure them, started and
+stopped by `devstack` as `make run` starts them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from devstack import services
+from devstack.processes import Child, stop_children
 from tests._redis import free_port
 
 TOKEN_SECRET = "services-test-secret-" + "s" * 43
@@ -25,8 +24,12 @@ LOGS = Path(os.environ.get("STOREFRONT_TEST_LOGS", "/tmp/storefront-test-logs"))
 class Service:
     name: str
     url: str
-    process: subprocess.Popen[bytes]
+    child: Child
     log: Path
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.child.proc
 
 
 @dataclass(frozen=True)
@@ -41,61 +44,28 @@ class Stack:
 def service_env(redis_url: str, port: int, **extra: str | None) -> dict[str, str]:
     """The service's environment: the defaults below, overridden by `extra`, where None
     leaves a variable unset (`ADMIN_TOKEN=None`: a service without the admin API)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("REDIS_")}
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        REDIS_URL=redis_url,
-        CART_TOKEN_SECRET=TOKEN_SECRET,
-        ADMIN_TOKEN=ADMIN_TOKEN,
-        LOG_LEVEL="warning",
-    )
-    for key, value in extra.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
+    base = {key: value for key, value in os.environ.items() if not key.startswith("REDIS_")}
+    defaults: dict[str, str | None] = {
+        "REDIS_URL": redis_url,
+        "CART_TOKEN_SECRET": TOKEN_SECRET,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "LOG_LEVEL": "warning",
+    }
+    return services.service_env(port, base, **{**defaults, **extra})
 
 
 def start_service(name: str, redis_url: str, **extra: str | None) -> Service:
+    """Start a service and wait until it is live (`/healthz`: Redis may be down on purpose)."""
     port = free_port()
-    LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{name}-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", name],
-            env=service_env(redis_url, port, **extra),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    service = Service(name, f"http://127.0.0.1:{port}", process, log)
-    wait_until_live(service)
-    return service
-
-
-def wait_until_live(service: Service, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise RuntimeError(
-                f"{service.name} exited with {service.process.returncode}:\n"
-                + service.log.read_text()
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{service.name} did not answer /healthz within {timeout} s")
+    process = services.start_service(
+        name, port, service_env(redis_url, port, **extra), log=log, ready_path="/healthz"
+    )
+    return Service(name, process.url, process.child, log)
 
 
 def stop_service(service: Service) -> None:
-    service.process.terminate()
-    try:
-        service.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait()
+    stop_children([service.child], services.STOP_TIMEOUT)
 
 
 @contextlib.contextmanager
