@@ -281,8 +281,10 @@ class OrderStore:
         Each checkout counts once in `cartlib_checkouts_total`, by what its caller gets:
         `paid`, `declined`, `insufficient_stock`, `empty`, or `error` for anything raised
         (Redis, the payment service, a reservation that timed out). A request with an
-        Idempotency-Key seen before is not a new checkout, whether it replays a response or
-        finishes a cut-off checkout: it counts in `cartlib_checkout_replays_total`.
+        Idempotency-Key seen before is not a new checkout, whether it replays a response,
+        finishes a cut-off checkout or is refused for another payment: it counts in
+        `cartlib_checkout_replays_total`. A 429 (`TooManyDeclines`) started nothing and is
+        not counted.
         """
         attempt = _Attempt()
         try:

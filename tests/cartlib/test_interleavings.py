@@ -47,7 +47,7 @@ from cartlib.orders import PaymentResult
 from cartlib.stores import Stores
 from tests.cartlib.conftest import make_settings
 
-SCHEDULES = {"7": 240, "6.2": 60}
+SCHEDULES = {"7": 400, "6.2": 100}
 FIRST_SEED = int(os.environ.get("STOREFRONT_SCHEDULE_SEED", "1"))
 ITEMS = ("mug", "cap", "pen")
 SESSIONS = ("tab-a", "tab-b")
@@ -76,6 +76,8 @@ class Run:
     # order id -> (start, end) of its completion: from the charge's return to the answer
     completions: dict[str, tuple[int, int]] = field(default_factory=dict)
     charged_at: dict[str, int] = field(default_factory=dict)
+    # (session, Idempotency-Key, payment token) of the checkouts sent with a key
+    keys_sent: list[tuple[str, str, str]] = field(default_factory=list)
     paid: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     snapshots: int = 0
 
@@ -84,15 +86,15 @@ class Run:
 
 
 class ScheduledPayments:
-    """Approves tok_visa, declines tok_declined, and dies on tok_crash, after a random
-    number of event-loop turns (other operations run meanwhile)."""
+    """Approves tok_visa and declines tok_declined after a random number of event-loop turns
+    (other operations run meanwhile); one charge in five dies instead, as a process would."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
 
     async def charge(self, *, amount_cents: int, token: str, reference: str) -> PaymentResult:
         await pause(self.run.rng, longest=12)
-        if token == "tok_crash":
+        if self.run.rng.random() < 0.2:
             raise Crash(reference)
         self.run.charged_at[reference] = time.monotonic_ns()
         return PaymentResult(approved=token == "tok_visa", reason="card declined")
@@ -185,31 +187,50 @@ async def shopper(stores: Stores, run: Run, payments: ScheduledPayments, name: s
             elif roll < 0.55:
                 change = await stores.carts.set(session, item, rng.randint(0, MAX_QUANTITY))
                 run.log(f"{name} set {session} {item} -> {change.quantity}")
+            elif roll < 0.7 and run.keys_sent:
+                # A retry of a key (finishing a cut-off checkout, or a replay), now and then
+                # with another payment (refused).
+                session, sent_key, token = rng.choice(run.keys_sent)
+                if rng.random() < 0.2:
+                    token = "tok_declined" if token == "tok_visa" else "tok_visa"
+                await checkout(stores, run, payments, session, token, sent_key)
             else:
-                token = rng.choice(["tok_visa", "tok_visa", "tok_declined", "tok_crash"])
-                await checkout(stores, run, payments, session, token)
+                token = rng.choice(["tok_visa", "tok_visa", "tok_declined"])
+                key = f"{name}-{len(run.trace)}" if rng.random() < 0.5 else None
+                if key:
+                    run.keys_sent.append((session, key, token))
+                await checkout(stores, run, payments, session, token, key)
         except CartError as error:
             run.log(f"{name} {session}: {type(error).__name__}")
 
 
 async def checkout(
-    stores: Stores, run: Run, payments: ScheduledPayments, session: str, token: str
+    stores: Stores,
+    run: Run,
+    payments: ScheduledPayments,
+    session: str,
+    token: str,
+    key: str | None,
 ) -> None:
+    attempt = f"checkout {session} {token} key={key}"
     try:
-        response = await stores.orders.checkout(session, payment_token=token, processor=payments)
+        response = await stores.orders.checkout(
+            session, payment_token=token, processor=payments, idempotency_key=key
+        )
     except Crash as crash:
-        run.log(f"checkout {session} {token}: crashed, {crash} left pending")
+        run.log(f"{attempt}: crashed, {crash} left pending")
         return
     except CheckoutExpired:
-        run.log(f"checkout {session} {token}: expired by the reaper")
+        run.log(f"{attempt}: expired by the reaper")
         return
     end = time.monotonic_ns()
     body = orjson.loads(response.body)
-    run.log(f"checkout {session} {token}: {response.status_code}")
+    run.log(f"{attempt}: {response.status_code}")
     if response.status_code == 200:
         order = body["order"]
-        run.paid[order["id"]] = order["items"]
-        run.completions[order["id"]] = (run.charged_at[order["id"]], end)
+        if order["id"] not in run.paid:  # not a replay
+            run.paid[order["id"]] = order["items"]
+            run.completions[order["id"]] = (run.charged_at[order["id"]], end)
 
 
 async def reaper(stores: Stores, run: Run) -> None:
@@ -309,13 +330,16 @@ async def test_stock_and_caps_hold_under_random_interleavings(
     version = "6.2" if request.node.callspec.id == "redis6.2" else "7"
     count = schedule_count(version)
     seeds = range(FIRST_SEED, FIRST_SEED + count)
-    totals = {"schedules": 0, "snapshots": 0, "paid": 0, "declined": 0, "expired": 0}
+    totals = dict.fromkeys(
+        ("schedules", "snapshots", "paid", "declined", "expired", "refused keys"), 0
+    )
 
     def tally(run: Run) -> None:
         totals["schedules"] += 1
         totals["snapshots"] += run.snapshots
         totals["paid"] += len(run.paid)
-        totals["declined"] += sum("tok_declined: 402" in line for line in run.trace)
+        totals["declined"] += sum(line.endswith(": 402") for line in run.trace)
+        totals["refused keys"] += sum("IdempotencyKeyReused" in line for line in run.trace)
         totals["expired"] += sum("expired by the reaper" in line for line in run.trace)
 
     await run_schedules(shared_redis, redis_url, seeds, tally)
@@ -323,4 +347,4 @@ async def test_stock_and_caps_hold_under_random_interleavings(
     # The schedules did exercise what they are about.
     assert totals["schedules"] == count
     assert totals["paid"] > count // 4
-    assert totals["declined"] > 0 and totals["expired"] > 0
+    assert totals["declined"] > 0 and totals["expired"] > 0 and totals["refused keys"] > 0
