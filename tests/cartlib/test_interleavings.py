@@ -73,7 +73,8 @@ class Run:
     trace: list[str] = field(default_factory=list)
     # item -> (value, start, end) of each admin set, in the order its admin made them
     sets: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
-    # order id -> (start, end) of its completion: from the charge's return to the answer
+    # order id -> (start, end) of its completion: from its first charge's return to the last
+    # 200 answered for it (two attempts with one key may both pay it; either completes it)
     completions: dict[str, tuple[int, int]] = field(default_factory=dict)
     charged_at: dict[str, int] = field(default_factory=dict)
     # (session, Idempotency-Key, payment token) of the checkouts sent with a key
@@ -96,7 +97,8 @@ class ScheduledPayments:
         await pause(self.run.rng, longest=12)
         if self.run.rng.random() < 0.2:
             raise Crash(reference)
-        self.run.charged_at[reference] = time.monotonic_ns()
+        # The first approval of an order: no attempt can complete it before that.
+        self.run.charged_at.setdefault(reference, time.monotonic_ns())
         return PaymentResult(approved=token == "tok_visa", reason="card declined")
 
 
@@ -228,9 +230,8 @@ async def checkout(
     run.log(f"{attempt}: {response.status_code}")
     if response.status_code == 200:
         order = body["order"]
-        if order["id"] not in run.paid:  # not a replay
-            run.paid[order["id"]] = order["items"]
-            run.completions[order["id"]] = (run.charged_at[order["id"]], end)
+        run.paid[order["id"]] = order["items"]
+        run.completions[order["id"]] = (run.charged_at[order["id"]], end)
 
 
 async def reaper(stores: Stores, run: Run) -> None:
