@@ -3,13 +3,14 @@ created or lost, and the cart caps hold, whatever the interleaving.
 
 Each schedule runs, at the same time on one event loop and one Redis: an admin per item
 setting its stock (`PUT /items/{id}`'s absolute set), shoppers adding, setting and removing
-lines and checking out (approved, declined, or cut off mid-payment and left pending) from a
-few sessions shared between them (two shoppers on one session are two browser tabs: one
-adds while the other's checkout is paying), a reaper that cancels every pending checkout at
-random moments (as if each were past its timeout: it races the payments), and an auditor
-that reads the whole state in one atomic step. Payments yield to the event loop a random
-number of times, so reservations, admin sets, declines, completions and the reaper
-interleave differently in every schedule. The seed chooses the operations; the interleaving
+lines and checking out (approved, declined, or cut off mid-payment and left pending; half
+with an Idempotency-Key, which they retry: finishing a cut-off checkout, replaying, or, with
+another payment, refused) from a few sessions shared between them (two shoppers on one
+session are two browser tabs: one adds while the other's checkout is paying), a reaper
+that cancels every pending checkout at random moments (as if each were past its timeout: it
+races the payments), and an auditor that reads the whole state in one atomic step.
+Payments yield to the event loop a random number of times, so reservations, admin sets,
+declines, completions and the reaper interleave differently in every schedule. The seed chooses the operations; the interleaving
 also depends on Redis's timing, so a failure prints the seed and the trace of what ran.
 
 Checked from Redis, in the auditor's atomic snapshots during the schedule and after it:
@@ -267,8 +268,7 @@ def check_stock_conserved(run: Run, on_hand: dict[str, int]) -> None:
         )
 
 
-async def run_schedule(redis: Redis, redis_url: str, seed: int) -> Run:
-    run = Run(random.Random(seed))
+async def run_schedule(redis: Redis, redis_url: str, seed: int, run: Run) -> None:
     keys = Keys(f"i{seed}:")
     stores = Stores.from_settings(
         make_settings(
@@ -304,7 +304,6 @@ async def run_schedule(redis: Redis, redis_url: str, seed: int) -> Run:
     for item in ITEMS:
         shown = orjson.loads(await stores.catalog.get_json(item))["stock"]
         assert shown == on_hand.get(item, 0)
-    return run
 
 
 @pytest.fixture
@@ -318,10 +317,12 @@ async def run_schedules(
     redis: Redis, redis_url: str, seeds: range, on_run: Callable[[Run], None]
 ) -> None:
     for seed in seeds:
+        run = Run(random.Random(seed))
         try:
-            run = await run_schedule(redis, redis_url, seed)
+            await run_schedule(redis, redis_url, seed, run)
         except AssertionError as error:
-            raise AssertionError(f"schedule seed {seed} failed: {error}") from error
+            trace = "\n  ".join(run.trace[-60:])
+            raise AssertionError(f"schedule seed {seed} failed: {error}\n  {trace}") from error
         on_run(run)
 
 

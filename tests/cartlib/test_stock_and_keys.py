@@ -11,6 +11,7 @@ against the version before the fixes, which each of them failed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -174,7 +175,7 @@ async def test_concurrent_admin_sets_and_declined_checkouts_never_create_units(
 
 
 async def test_a_declined_checkout_restores_lines_within_the_caps(
-    redis_url: str, stock_item: StockItem
+    redis_url: str, stock_item: StockItem, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While the checkout holds the cart's lines the cart is empty, so adds succeed; the
     decline used to put the lines back with increments (198 units on a line capped at 99,
@@ -192,10 +193,13 @@ async def test_a_declined_checkout_restores_lines_within_the_caps(
             await stores.carts.add(SESSION, "mug", 2)
             await stores.carts.add(SESSION, "pen", 1)
 
-        response = await pay(stores, "tok_declined", processor=HeldPayment(refill_the_cart))
+        with caplog.at_level(logging.INFO, logger="storefront.orders"):
+            response = await pay(stores, "tok_declined", processor=HeldPayment(refill_the_cart))
 
         assert response.status_code == 402
         assert await cart_of(stores) == {"mug": 3, "pen": 1}  # mug 2 + 3 clamped; cap left out
+        [logged] = [r.__dict__["left_out"] for r in caplog.records if "fit" in r.message]
+        assert orjson.loads(logged) == [{"id": "cap", "quantity": 1}, {"id": "mug", "quantity": 2}]
         for item in ("mug", "cap", "pen"):
             assert await shown_stock(stores, item) == 20
         assert (await pay(stores)).status_code == 200
