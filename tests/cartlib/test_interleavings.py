@@ -10,8 +10,9 @@ session are two browser tabs: one adds while the other's checkout is paying), a 
 that cancels every pending checkout at random moments (as if each were past its timeout: it
 races the payments), and an auditor that reads the whole state in one atomic step.
 Payments yield to the event loop a random number of times, so reservations, admin sets,
-declines, completions and the reaper interleave differently in every schedule. The seed chooses the operations; the interleaving
-also depends on Redis's timing, so a failure prints the seed and the trace of what ran.
+declines, completions and the reaper interleave differently in every schedule. The seed
+chooses the operations; the interleaving also depends on Redis's timing, so a failure
+prints the seed and the trace of what ran.
 
 Checked from Redis, in the auditor's atomic snapshots during the schedule and after it:
 
