@@ -560,3 +560,29 @@ async def test_a_record_naming_an_order_that_is_gone_is_not_a_new_checkout(
         await checkout(stores, key="k", processor=payments)
     assert payments.references == []
     assert await stock_of(raw_redis, "mug") == 5
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
+async def test_a_pending_order_of_the_version_before_the_reserved_count_ends_right(
+    stores: Stores, stock_item: StockItem, raw_redis: Redis, token: str
+) -> None:
+    """Before `sf:stock:reserved`, a reservation took its units from the stock hash and the
+    order had no `reserved` field. Such an order, left pending across the upgrade and
+    finished by its retry, is paid without taking its units again, or cancelled by giving
+    them back to the stock hash, never to (or from) the reserved count."""
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 2)
+    payments = DiesAfterTheCharge()
+    with pytest.raises(RuntimeError):
+        await checkout(stores, token=token, key="k", processor=payments)
+    [order_id] = payments.references
+    # What the version before would have stored for this pending order.
+    await raw_redis.hdel(Keys().order(order_id), "reserved")
+    await raw_redis.hdel(Keys().reserved, "mug")
+    await raw_redis.hset(Keys().stock, "mug", 3)
+
+    response = await checkout(stores, token=token, key="k", processor=payments)
+
+    assert response.status_code == (200 if token == "tok_visa" else 402)
+    assert await stock_of(raw_redis, "mug") == (3 if token == "tok_visa" else 5)
+    assert await reserved_of(raw_redis, "mug") == 0
