@@ -416,8 +416,11 @@ class OrderStore:
                 f"Payment declined: {result.reason}" if result.reason else None
             )
             response = CheckoutResponse(declined.status_code, error_body(declined))
-            await self._undo(session_id, order_id, "declined", idempotency, remember=response)
-            return "declined", response
+            cancelled = await self._undo(
+                session_id, order_id, "declined", idempotency, remember=response
+            )
+            # As remembered: with the units that did not fit back into the cart, if any.
+            return "declined", CheckoutResponse.recall(cancelled) if cancelled else response
 
         response = CheckoutResponse(
             200,
@@ -467,7 +470,7 @@ class OrderStore:
                 extra={"order_id": order_id, "payment_reference": order_id},
             )
             _log_left_out(session_id, order_id, reply[0])
-            return "insufficient_stock", _OUT_OF_STOCK
+            return "insufficient_stock", CheckoutResponse.recall(reply[1])
         if outcome != b"paid":
             # The reaper cancelled the order while it was being paid (a payment slower than
             # the checkout timeout, a retry just before it): the money must be given back.
@@ -524,14 +527,14 @@ class OrderStore:
                 idempotency.decode() if idempotency else "",
                 remember=_EXPIRED,
             )
-            if cancelled:
+            if cancelled is not None:
                 metrics.CHECKOUTS_EXPIRED.inc()
                 logger.warning(
                     "cancelled a checkout past its timeout; its payment may have gone "
                     "through: reconcile it with the payment provider",
                     extra={"order_id": order_id, "payment_reference": order_id},
                 )
-            released += cancelled
+            released += cancelled is not None
         return released
 
     async def _undo(
@@ -542,8 +545,10 @@ class OrderStore:
         idempotency: str,
         *,
         remember: CheckoutResponse | None,
-    ) -> int:
-        """Cancel a pending order (`cancel_checkout.lua`): 1, or 0 if it was not pending."""
+    ) -> bytes | None:
+        """Cancel a pending order (`cancel_checkout.lua`): the response remembered for it
+        (`remember`, with what did not fit back into the cart; b"" for none), or None if it
+        was not pending."""
         keys = self._keys
         outcome, *reply = await self._cancel(
             [
@@ -568,9 +573,10 @@ class OrderStore:
             ],
         )
         if outcome != b"cancelled":
-            return 0
+            return None
         _log_left_out(session_id, order_id, reply[0])
-        return 1
+        remembered: bytes = reply[1]
+        return remembered
 
 
 class _ReplayNotReplicated(NotReplicated):

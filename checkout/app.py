@@ -23,7 +23,7 @@ from cartlib.errors import (
     TooManyDeclines,
 )
 from cartlib.logs import request_id_var
-from cartlib.models import CheckoutRequest, CheckoutResponse, Order, OrderId
+from cartlib.models import CheckoutRefusal, CheckoutRequest, CheckoutResponse, Order, OrderId
 from cartlib.routes import BODY_ERRORS, SESSION_ERRORS, cart_router, error_responses
 from checkout.payments import TestProcessor
 
@@ -57,6 +57,7 @@ CHECKOUT_ERRORS = error_responses(
     CheckoutInProgress,
     IdempotencyKeyReused,
     TooManyDeclines,
+    models={402: CheckoutRefusal, 409: CheckoutRefusal},
 )
 
 

@@ -10,9 +10,10 @@
 -- ARGV[7] cap on a line's quantity, ARGV[8] cap on the cart's lines, ARGV[9] how long a
 -- declined checkout counts against the session (ms)
 -- A line restored into a cart that changed meanwhile is clamped to the line cap, and left
--- out when the cart already holds the most lines it may (the units go back to stock).
--- Returns {'cancelled', JSON [{"id", "quantity"}] of units not restored}, or
--- {'not_pending'} if the order was no longer pending: a paid order is never cancelled, nor
+-- out when the cart already holds the most lines it may (the units go back to stock); the
+-- response then lists what was left out (body field not_restored).
+-- Returns {'cancelled', JSON [{"id", "quantity"}] of units not restored, the response as
+-- remembered ('' when ARGV[4] is)}, or {'not_pending'} if the order was no longer pending: a paid order is never cancelled, nor
 -- one cancelled twice (complete_checkout has the same guard, so of two attempts racing to
 -- finish one order, the first to finish decides).
 if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then
@@ -21,14 +22,15 @@ end
 local lines = cjson.decode(redis.call('HGET', KEYS[1], 'items'))
 release(KEYS[1], KEYS[3], KEYS[4], lines)
 local left_out = restore(KEYS[5], lines, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[3])
+local response = with_left_out(ARGV[4], left_out)
 if ARGV[2] == 'declined' and redis.call('INCR', KEYS[6]) == 1 then
   redis.call('PEXPIRE', KEYS[6], ARGV[9])
 end
 if KEYS[7] then
-  if ARGV[4] == '' then
+  if response == '' then
     redis.call('DEL', KEYS[7])
   else
-    redis.call('SET', KEYS[7], record(KEYS[1], ARGV[4]), 'EX', ARGV[5])
+    redis.call('SET', KEYS[7], record(KEYS[1], response), 'EX', ARGV[5])
   end
 end
 if tonumber(ARGV[6]) > 0 then
@@ -38,4 +40,4 @@ else
   redis.call('DEL', KEYS[1])
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
-return {'cancelled', left_out}
+return {'cancelled', left_out, response}

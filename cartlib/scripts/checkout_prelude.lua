@@ -49,6 +49,17 @@ local function restore(cart_key, lines, max_quantity, max_lines, ttl_ms)
   return cjson.encode(left_out)
 end
 
+-- A response to remember (JSON {"status_code", "body"}), with the units left out of the cart
+-- listed in its body as not_restored; '' stays ''.
+local function with_left_out(response, left_out)
+  if response == '' or left_out == '[]' then
+    return response
+  end
+  local decoded = cjson.decode(response)
+  decoded.body.not_restored = cjson.decode(left_out)
+  return cjson.encode(decoded)
+end
+
 -- The Idempotency-Key record: the request's fingerprint (kept in the order by
 -- begin_checkout), '|', then the response.
 local function record(order_key, response)

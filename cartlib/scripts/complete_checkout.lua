@@ -12,7 +12,8 @@
 -- (ms), ARGV[10] cap on a line's quantity, ARGV[11] cap on the cart's lines
 -- Returns {'paid'} (also when it already was: a retry of this step whose reply was lost
 -- with its connection, e.g. across a failover), {'out_of_stock', JSON [{"id", "quantity"}]
--- of units not restored to the cart}, or {'not_pending'} if the order was cancelled.
+-- of units not restored to the cart, the response as remembered (ARGV[7], with those units
+-- as not_restored)}, or {'not_pending'} if the order was cancelled.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'paid' then
   return {'paid'}
@@ -27,13 +28,14 @@ if order[4] == '1' then
     if tonumber(redis.call('HGET', KEYS[4], line.id) or '0') < line.quantity then
       release(KEYS[1], KEYS[4], KEYS[5], lines)
       local left_out = restore(KEYS[6], lines, tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[9])
+      local response = with_left_out(ARGV[7], left_out)
       redis.call('HSET', KEYS[1], 'status', 'out_of_stock')
       redis.call('EXPIRE', KEYS[1], ARGV[8])
       redis.call('ZREM', KEYS[2], ARGV[1])
       if KEYS[7] then
-        redis.call('SET', KEYS[7], record(KEYS[1], ARGV[7]), 'EX', ARGV[4])
+        redis.call('SET', KEYS[7], record(KEYS[1], response), 'EX', ARGV[4])
       end
-      return {'out_of_stock', left_out}
+      return {'out_of_stock', left_out, response}
     end
   end
   release(KEYS[1], KEYS[4], KEYS[5], lines)

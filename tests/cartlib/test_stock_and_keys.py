@@ -194,10 +194,19 @@ async def test_a_declined_checkout_restores_lines_within_the_caps(
             await stores.carts.add(SESSION, "pen", 1)
 
         with caplog.at_level(logging.INFO, logger="storefront.orders"):
-            response = await pay(stores, "tok_declined", processor=HeldPayment(refill_the_cart))
+            response = await pay(
+                stores, "tok_declined", key="k", processor=HeldPayment(refill_the_cart)
+            )
 
         assert response.status_code == 402
         assert await cart_of(stores) == {"mug": 3, "pen": 1}  # mug 2 + 3 clamped; cap left out
+        body = orjson.loads(response.body)
+        assert body["detail"] == "Payment declined: card declined"
+        assert sorted(body["not_restored"], key=lambda line: line["id"]) == [
+            {"id": "cap", "quantity": 1},
+            {"id": "mug", "quantity": 2},
+        ]
+        assert await pay(stores, "tok_declined", key="k") == response  # replayed as answered
         [logged] = [r.__dict__["left_out"] for r in caplog.records if "fit" in r.message]
         assert orjson.loads(logged) == [{"id": "cap", "quantity": 1}, {"id": "mug", "quantity": 2}]
         for item in ("mug", "cap", "pen"):
@@ -218,6 +227,7 @@ async def test_a_key_reused_with_another_payment_is_refused(
     await stores.carts.add(SESSION, "mug", 1)
     declined = await pay(stores, "tok_declined", key="key-1")
     assert declined.status_code == 402
+    assert "not_restored" not in orjson.loads(declined.body)  # everything fit
 
     with pytest.raises(CartError) as refused:
         await pay(stores, "tok_visa", key="key-1")
