@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: help run test lint lock upgrade test-latest clean docker-ready redis-images images \
 	kube-clients helm chart-tools manifests wrk bench bench-quick bench-profile bench-cpu \
-	loadgen prometheus
+	loadgen prometheus soak
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -108,6 +108,13 @@ manifests: $(STAMP) kube-clients  ## Re-render k8s/base and k8s/components from 
 
 test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test, against real Redis in Docker
 	$(BIN)/pytest
+
+# Seeds past those `make test` runs (1 to 400), so a soak explores new schedules.
+SCHEDULES ?= 5000
+SEED ?= 100000
+soak: $(STAMP) redis-images  ## Random interleaving schedules against Redis 7 and 6.2 (SCHEDULES=5000 each, SEED=100000 first)
+	STOREFRONT_SCHEDULES=$(SCHEDULES) STOREFRONT_SCHEDULE_SEED=$(SEED) \
+		$(BIN)/pytest tests/cartlib/test_interleavings.py -rP --timeout=0 -p no:cacheprovider
 
 clean:  ## Remove the virtualenv, the tool venvs and caches
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -57,10 +57,10 @@ class CartStore:
         self._keys = keys
         self._ttl_ms = ttl_seconds * 1000
         self.max_quantity = max_quantity
-        self._max_lines = max_lines
+        self.max_lines = max_lines
         self._get = LuaScript(redis, "get_cart")
-        self._add = LuaScript(redis, "add_item")
-        self._set = LuaScript(redis, "set_item")
+        self._add = LuaScript(redis, "add_item", prelude="stock_prelude")
+        self._set = LuaScript(redis, "set_item", prelude="stock_prelude")
 
     async def get(self, session_id: str) -> bytes:
         """The cart's lines; an unknown or expired cart is empty."""
@@ -71,8 +71,8 @@ class CartStore:
         """Add `quantity` units of an item, and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=1)
         reply = await self._add(
-            [self._keys.cart(session_id), self._keys.stock],
-            [item_id, quantity, self.max_quantity, self._max_lines, self._ttl_ms],
+            [self._keys.cart(session_id), self._keys.stock, self._keys.reserved],
+            [item_id, quantity, self.max_quantity, self.max_lines, self._ttl_ms],
         )
         change = self._change_or_raise(reply, item_id)
         metrics.CART_ITEMS_ADDED.inc(quantity)
@@ -82,8 +82,8 @@ class CartStore:
         """Set a line's quantity (0 removes it), and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=0)
         reply = await self._set(
-            [self._keys.cart(session_id), self._keys.stock],
-            [item_id, quantity, self._max_lines, self._ttl_ms],
+            [self._keys.cart(session_id), self._keys.stock, self._keys.reserved],
+            [item_id, quantity, self.max_lines, self._ttl_ms],
         )
         return self._change_or_raise(reply, item_id)
 
@@ -115,7 +115,7 @@ class CartStore:
         if status == b"out_of_stock":
             return InsufficientStock(f"Only {int(detail)} of {item_id!r} in stock")
         if status == b"too_many_lines":
-            return TooManyLines(f"A cart holds at most {self._max_lines} different items")
+            return TooManyLines(f"A cart holds at most {self.max_lines} different items")
         return StoreError(f"unexpected reply from a cart script: {status!r}")
 
 

@@ -1,7 +1,10 @@
 """`Catalog`: the items for sale and their stock.
 
-Items live in two hashes (`catalog`: id -> JSON name and price; `stock`: id -> units) so that
-stock can be changed with `HINCRBY` by the checkout script. The full listing is served through
+Items live in hashes (`catalog`: id -> JSON name and price; `stock`: id -> units on hand;
+`stock:reserved`: id -> units held by pending checkouts) so that the checkout scripts can
+change them with `HINCRBY`. An item's `stock` as the API shows it is what can be bought:
+on hand minus reserved. An admin's absolute set changes only what is on hand (see
+`OrderStore` for why that conserves units). The full listing is served through
 the cache-aside `Cache` with a short TTL; a single item is always read through, so its stock
 is exact.
 """
@@ -42,7 +45,7 @@ class Catalog:
         self._cache = cache
         self._listing_ttl = listing_ttl_seconds
         self._put = LuaScript(redis, "put_item")
-        self._get = LuaScript(redis, "get_item", prelude="catalog_items")
+        self._get = LuaScript(redis, "get_item", prelude=("stock_prelude", "catalog_items"))
         self._list = LuaScript(redis, "list_items", prelude="catalog_items")
 
     async def list_json(self) -> bytes:
@@ -50,14 +53,16 @@ class Catalog:
         return await self._cache.get_or_set(_LISTING, self._load_listing, self._listing_ttl)
 
     async def get_json(self, item_id: str) -> bytes:
-        """One item with its exact stock."""
-        item: bytes | None = await self._get([self._keys.catalog, self._keys.stock], [item_id])
+        """One item with its exact stock (available: on hand minus reserved)."""
+        keys = self._keys
+        item: bytes | None = await self._get([keys.catalog, keys.stock, keys.reserved], [item_id])
         if item is None:
             raise ItemNotFound(f"Item {item_id!r} not found")
         return item
 
     async def put(self, item_id: str, item: ItemIn) -> bytes:
-        """Create or replace an item (and set its stock); returns it."""
+        """Create or replace an item and set its units on hand (reserved ones included);
+        returns it, its stock being what can be bought."""
         await self._write(item_id, item, keep_existing=False)
         await self._cache.invalidate(_LISTING)
         return await self.get_json(item_id)
@@ -85,5 +90,6 @@ class Catalog:
         return written
 
     async def _load_listing(self) -> bytes:
-        listing: bytes = await self._list([self._keys.catalog, self._keys.stock])
+        keys = self._keys
+        listing: bytes = await self._list([keys.catalog, keys.stock, keys.reserved])
         return listing

@@ -16,7 +16,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from cartlib.redis import call
-from cartlib.scripts import ScriptArg, source
+from cartlib.scripts import Prelude, ScriptArg, source
 
 
 class ReplicatedWrites:
@@ -28,8 +28,8 @@ class ReplicatedWrites:
         self.redis = redis
         self._timeout_ms = timeout_ms
 
-    def script(self, name: str) -> ReplicatedScript:
-        return ReplicatedScript(self, name)
+    def script(self, name: str, *, prelude: Prelude = None) -> ReplicatedScript:
+        return ReplicatedScript(self, name, prelude=prelude)
 
     async def execute(self, pipe: Pipeline) -> tuple[list[Any], int]:
         """Send the queued writes and WAIT; their replies, and the replicas that have them."""
@@ -55,11 +55,11 @@ class ReplicatedScript:
     """One Lua script (a `.lua` file of cartlib.scripts) run by SHA, then WAIT, in one round
     trip. Timed as `script:<name>`, WAIT included."""
 
-    def __init__(self, writes: ReplicatedWrites, name: str) -> None:
+    def __init__(self, writes: ReplicatedWrites, name: str, *, prelude: Prelude = None) -> None:
         self.replicas = writes.replicas
         self._writes = writes
         self._label = f"script:{name}"
-        self._script = writes.redis.register_script(source(name))
+        self._script = writes.redis.register_script(source(name, prelude))
 
     async def __call__(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> tuple[Any, int]:
         """The script's reply, and how many replicas acknowledged its writes."""

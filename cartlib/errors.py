@@ -19,6 +19,8 @@ CartError
 ├── LimitExceeded (422)
 │   ├── QuantityLimitExceeded
 │   └── TooManyLines
+├── IdempotencyKeyReused (422)  the key was first sent with another request
+├── TooManyDeclines (429)   the session's checkouts were declined too often lately
 ├── StoreError (500)        Redis answered something cartlib did not expect
 └── StoreUnavailable (503)  Redis is down, slow, loading or read-only
     └── NotReplicated       a paid order that too few replicas confirmed (WAIT)
@@ -30,6 +32,8 @@ from __future__ import annotations
 class CartError(Exception):
     status_code = 500
     detail = "Internal server error"
+    # Sent as Retry-After when set.
+    retry_after_seconds: int | None = None
 
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail or type(self).detail
@@ -118,6 +122,25 @@ class QuantityLimitExceeded(LimitExceeded):
 
 class TooManyLines(LimitExceeded):
     detail = "Too many different items in the cart"
+
+
+class IdempotencyKeyReused(CartError):
+    status_code = 422
+    detail = (
+        "This Idempotency-Key was first used with a different request; a key may only be "
+        "retried with the same request. Use a new key for a new request"
+    )
+
+
+class TooManyDeclines(CartError):
+    status_code = 429
+    detail = "Too many declined payments in this session; try again later"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            f"Too many declined payments in this session; try again in {retry_after_seconds} s"
+        )
+        self.retry_after_seconds = retry_after_seconds
 
 
 class StoreError(CartError):

@@ -28,8 +28,13 @@ class Keys:
 
     @property
     def stock(self) -> str:
-        """Hash of item id -> units in stock."""
+        """Hash of item id -> units on hand: not sold yet, reserved ones included."""
         return f"{self.prefix}stock"
+
+    @property
+    def reserved(self) -> str:
+        """Hash of item id -> units held by pending checkouts (available = on hand - this)."""
+        return f"{self.prefix}stock:reserved"
 
     def order(self, order_id: str) -> str:
         """Hash of one order: session_id, status, items (JSON), total_cents, timestamps."""
@@ -44,6 +49,10 @@ class Keys:
     def pending_checkouts(self) -> str:
         """Sorted set of order ids holding reserved stock, scored by reservation time (ms)."""
         return f"{self.prefix}checkouts:pending"
+
+    def declines(self, session_id: str) -> str:
+        """Counter of one session's recently declined checkouts (expires with its window)."""
+        return f"{self.prefix}declines:{{{session_id}}}"
 
     def idempotency(self, session_id: str, idempotency_key: str) -> str:
         """The remembered response to one `Idempotency-Key` of one session.

@@ -117,6 +117,18 @@ class ErrorBody(BaseModel):
     detail: str
 
 
+class CheckoutRefusal(ErrorBody):
+    """A checkout refused after its cart was taken (402 declined, 409 after the payment): the
+    lines are back in the cart, within its caps."""
+
+    not_restored: list[CartLine] | None = Field(
+        default=None,
+        description="Units that did not fit back into the cart, which had changed meanwhile "
+        "(a line holds at most CART_MAX_QUANTITY units, a cart CART_MAX_LINES lines): they "
+        "are left out, back in stock. Absent when everything fit.",
+    )
+
+
 class ValidationIssue(BaseModel):
     """One of FastAPI's validation errors (it may add `input`, `ctx` and `url`)."""
 

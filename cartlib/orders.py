@@ -1,10 +1,24 @@
 """`OrderStore`: checkout as two atomic steps around the payment, and the orders it makes.
 
 1. `begin_checkout.lua` reserves the stock of every line and turns the cart into a pending
-   order, or changes nothing (empty cart, not enough stock, a repeated Idempotency-Key).
+   order, or changes nothing (empty cart, not enough stock, a repeated Idempotency-Key, a
+   session whose payments were declined too often lately).
 2. The payment processor is called; no Redis work is held open meanwhile.
-3. `complete_checkout.lua` marks the order paid and appends it to the orders stream, or
-   `cancel_checkout.lua` gives the stock back and puts the lines back into the cart.
+3. `complete_checkout.lua` takes the units from what is on hand, marks the order paid and
+   appends it to the orders stream, or `cancel_checkout.lua` gives the reservation back and
+   puts the lines back into the cart (within the cart's caps).
+
+**Stock is conserved under any interleaving.** Per item, Redis holds the units *on hand*
+(every unit not sold yet; the only count an admin sets) and the units *reserved* by pending
+checkouts; what can be bought is on hand minus reserved. A reservation and its release
+change only the reserved count, a payment moves units out of on hand, and an admin's set
+changes only on hand: so a checkout that began before an admin set and is declined after it
+cannot add its units to the new value (it used to: `HINCRBY` onto the admin's figure). If an
+admin set on hand below what pending orders hold, an order whose units are no longer on hand
+when its payment comes back is not paid (`out_of_stock`, 409, logged for a refund): units
+are never sold that the admin said are not there. Invariants, per item: on hand >= 0,
+reserved = the units of pending orders, and on hand + units paid since an admin set = that
+set (`tests/cartlib/test_interleavings.py` checks them after random schedules).
 
 Each step is one round trip, so a checkout costs two. A pending order whose process died
 between steps is cancelled by `release_expired()` after `checkout_timeout_seconds`.
@@ -26,6 +40,9 @@ remembered (`idempotency_ttl_seconds`, not the checkout timeout), and a retry th
   cancel only change a pending order, so the first to finish decides, and complete answers
   `paid` again for an order already paid.
 * finished (paid, declined): its remembered response, as for any repeated key.
+* sent with another request (another payment token): 422 `IdempotencyKeyReused`. The
+  record starts with a fingerprint of the request (`<sha256 prefix>|`), kept in the order
+  too so that the scripts finishing it (the reaper's included) keep it.
 * cancelled by the reaper: the reaper remembered 409 `CheckoutExpired` for the key ("start
   a new checkout"), never a new checkout on that key.
 
@@ -49,6 +66,7 @@ already empty, as after any checkout.)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -65,21 +83,28 @@ from cartlib.errors import (
     CheckoutExpired,
     CheckoutInProgress,
     EmptyCart,
+    IdempotencyKeyReused,
     InsufficientStock,
     NotReplicated,
     OrderNotFound,
     PaymentDeclined,
     StoreError,
     StoreUnavailable,
+    TooManyDeclines,
 )
 from cartlib.keys import Keys
 from cartlib.redis import call
 from cartlib.scripts import LuaScript, ScriptArg
 
 THANKS = "Thanks for shopping with us!"
+# How long an order cancelled after its payment may have gone through (the reaper's, or out
+# of stock when paid) is kept, to reconcile it with the payment provider. A declined one is
+# deleted at once: nothing was charged and its client never learns its id.
 _CANCELLED_ORDER_TTL_SECONDS = 24 * 3600
 # An Idempotency-Key record while its checkout is unfinished: b"pending:<order id>".
 _PENDING = b"pending:"
+# A record starts with the fingerprint of its request: 32 hex digits and "|".
+_FINGERPRINT_LENGTH = 32
 
 logger = logging.getLogger("storefront.orders")
 
@@ -123,6 +148,30 @@ def error_body(error: CartError) -> bytes:
 
 # What an Idempotency-Key answers once the reaper has cancelled its checkout.
 _EXPIRED = CheckoutResponse(CheckoutExpired.status_code, error_body(CheckoutExpired()))
+# What a paid checkout answers when an admin lowered the stock below it meanwhile.
+_SOLD_OUT_WHILE_PAYING = InsufficientStock(
+    "Not enough stock for this order any more: the shop's stock changed while the payment "
+    "was processed. Your items are back in the cart and the payment will be refunded"
+)
+_OUT_OF_STOCK = CheckoutResponse(
+    _SOLD_OUT_WHILE_PAYING.status_code, error_body(_SOLD_OUT_WHILE_PAYING)
+)
+
+
+def fingerprint(payment_token: str) -> str:
+    """What an Idempotency-Key is bound to: the request's payment (the body's one field)."""
+    return hashlib.sha256(b"payment.token=" + payment_token.encode()).hexdigest()[
+        :_FINGERPRINT_LENGTH
+    ]
+
+
+def split_record(record: bytes) -> tuple[bytes | None, bytes]:
+    """An Idempotency-Key record as (its request's fingerprint, what follows it). A record
+    of the version before fingerprints has none."""
+    head, separator, rest = record.partition(b"|")
+    if separator and len(head) == _FINGERPRINT_LENGTH and head.isalnum():
+        return head, rest
+    return None, record
 
 
 @dataclass(slots=True)
@@ -143,6 +192,10 @@ class _Payment:
     idempotency: str  # the Redis key of its Idempotency-Key's record; "" without one
     request_id: str
 
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.token)
+
 
 class OrderStore:
     """Runs checkouts and reads orders.
@@ -158,6 +211,10 @@ class OrderStore:
     * **wait_replicas** - how many replicas must hold a paid order before it is acknowledged
       (0: no WAIT).
     * **wait_timeout_ms** - how long WAIT waits for them.
+    * **max_quantity**, **max_lines** - the cart's caps, which lines restored into a cart
+      after a cancelled checkout respect.
+    * **max_declines** - how many declined checkouts a session may have within
+      `decline_window_seconds` before it gets 429 (0: no limit).
     """
 
     def __init__(
@@ -171,6 +228,10 @@ class OrderStore:
         stream_maxlen: int,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 500,
+        max_quantity: int = 99,
+        max_lines: int = 200,
+        max_declines: int = 5,
+        decline_window_seconds: int = 600,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -178,9 +239,13 @@ class OrderStore:
         self._idempotency_ttl = idempotency_ttl_seconds
         self._timeout_ms = checkout_timeout_seconds * 1000
         self._stream_maxlen = stream_maxlen
-        self._begin = LuaScript(redis, "begin_checkout")
-        self._complete = LuaScript(redis, "complete_checkout")
-        self._cancel = LuaScript(redis, "cancel_checkout")
+        self._max_quantity = max_quantity
+        self._max_lines = max_lines
+        self._max_declines = max_declines
+        self._decline_window_ms = decline_window_seconds * 1000
+        self._begin = LuaScript(redis, "begin_checkout", prelude="stock_prelude")
+        self._complete = LuaScript(redis, "complete_checkout", prelude="checkout_prelude")
+        self._cancel = LuaScript(redis, "cancel_checkout", prelude="checkout_prelude")
         self._resume = LuaScript(redis, "resume_checkout")
         self._replicated = (
             ReplicatedWrites(redis, replicas=wait_replicas, timeout_ms=wait_timeout_ms)
@@ -188,7 +253,9 @@ class OrderStore:
             else None
         )
         self._complete_replicated = (
-            self._replicated.script("complete_checkout") if self._replicated else None
+            self._replicated.script("complete_checkout", prelude="checkout_prelude")
+            if self._replicated
+            else None
         )
 
     async def checkout(
@@ -202,16 +269,22 @@ class OrderStore:
     ) -> CheckoutResponse:
         """Order everything in the session's cart, or explain why not.
 
-        Raises `EmptyCart` (nothing is remembered for it), and `CheckoutExpired` for an order
-        cancelled by the reaper while it was being paid; returns the 200, 402 and 409
-        responses, which are replayed for a repeated key. A repeated key whose checkout was
-        cut off mid-way finishes that checkout (see the module's docstring).
+        Raises `EmptyCart` (nothing is remembered for it), `TooManyDeclines`,
+        `IdempotencyKeyReused` for a key sent before with another payment, and
+        `CheckoutExpired` for an order cancelled by the reaper while it was being paid;
+        returns the 200, 402 and 409 responses. The 200 and 402 are replayed for a repeated
+        key, and so is a 409 given after the payment (the stock changed meanwhile); a 409
+        for stock short at the start is not remembered: nothing was reserved or charged, so
+        a retry is a new attempt, which a restock may let through. A repeated key whose
+        checkout was cut off mid-way finishes that checkout (see the module's docstring).
 
         Each checkout counts once in `cartlib_checkouts_total`, by what its caller gets:
         `paid`, `declined`, `insufficient_stock`, `empty`, or `error` for anything raised
         (Redis, the payment service, a reservation that timed out). A request with an
-        Idempotency-Key seen before is not a new checkout, whether it replays a response or
-        finishes a cut-off checkout: it counts in `cartlib_checkout_replays_total`.
+        Idempotency-Key seen before is not a new checkout, whether it replays a response,
+        finishes a cut-off checkout or is refused for another payment: it counts in
+        `cartlib_checkout_replays_total`. A 429 (`TooManyDeclines`) started nothing and is
+        not counted.
         """
         attempt = _Attempt()
         try:
@@ -226,6 +299,8 @@ class OrderStore:
         except EmptyCart:
             metrics.CHECKOUTS_BY_OUTCOME["empty"].inc()
             raise
+        except TooManyDeclines:
+            raise  # refused before it started: not a checkout
         except Exception:
             if attempt.repeated_key:
                 metrics.CHECKOUT_REPLAYS.inc()
@@ -254,44 +329,51 @@ class OrderStore:
         order_id = uuid.uuid4().hex
         idempotency = self._keys.idempotency(session_id, idempotency_key) if idempotency_key else ""
         keys = self._keys
+        payment = _Payment(session_id, payment_token, processor, idempotency, request_id)
         status, *reply = await self._begin(
             [
                 keys.cart(session_id),
                 keys.stock,
+                keys.reserved,
                 keys.catalog,
                 keys.order(order_id),
                 keys.pending_checkouts,
+                keys.declines(session_id),
                 *([idempotency] if idempotency else []),
             ],
-            [order_id, session_id, _now_ms(), self._idempotency_ttl * 1000],
+            [
+                order_id,
+                session_id,
+                _now_ms(),
+                self._idempotency_ttl * 1000,
+                payment.fingerprint,
+                self._max_declines,
+            ],
         )
-        payment = _Payment(session_id, payment_token, processor, idempotency, request_id)
         if status == b"replay":
             attempt.repeated_key = True
             return await self._repeated_key(payment, reply[0])
         if status == b"empty":
             raise EmptyCart()
+        if status == b"declined_too_often":
+            raise TooManyDeclines(max(1, -(-int(reply[0]) // 1000)))
         if status == b"insufficient_stock":
-            response = _insufficient_stock(reply[0])
-            if idempotency:
-                # NX: never over a record that a concurrent attempt with the key has set.
-                await call(
-                    "SET",
-                    self._redis.set(
-                        idempotency, response.remembered(), ex=self._idempotency_ttl, nx=True
-                    ),
-                )
-            return "insufficient_stock", response
+            # Not remembered for the key: nothing was reserved or charged (see checkout()).
+            return "insufficient_stock", _insufficient_stock(reply[0])
         if status != b"reserved":
             raise StoreError(f"unexpected reply from begin_checkout: {status!r}")
         attempt.total_cents = int(reply[1])
         return await self._pay(payment, order_id, reply[0], attempt.total_cents)
 
     async def _repeated_key(self, payment: _Payment, record: bytes) -> tuple[str, CheckoutResponse]:
-        """Answer a key seen before, whose record is `record`: finish its checkout if it was
-        cut off ('pending:<order id>'), else replay the remembered response."""
-        if record.startswith(_PENDING):
-            order_id = record[len(_PENDING) :].decode()
+        """Answer a key seen before, whose record is `record`: refuse another request on it,
+        finish its checkout if it was cut off ('pending:<order id>'), else replay the
+        remembered response."""
+        recorded_for, state = split_record(record)
+        if recorded_for is not None and recorded_for != payment.fingerprint.encode():
+            raise IdempotencyKeyReused()
+        if state.startswith(_PENDING):
+            order_id = state[len(_PENDING) :].decode()
             status, *reply = await self._resume(
                 [payment.idempotency, self._keys.order(order_id)], [record]
             )
@@ -305,11 +387,12 @@ class OrderStore:
             if status != b"replay":  # the order is no longer pending, its record not updated
                 raise CheckoutExpired()
             record = reply[0]  # finished since begin_checkout read the record
-        if record.startswith(b"pending"):
+            state = split_record(record)[1]
+        if state.startswith(b"pending"):
             # 'pending' without its order, left by the version before resumable checkouts
             # (for at most its checkout timeout); or a new checkout took the key meanwhile.
             raise CheckoutInProgress()
-        replayed = CheckoutResponse.recall(record)
+        replayed = CheckoutResponse.recall(state)
         if replayed.status_code == 200 and self._replicated is not None:
             await _confirm_replicated(self._replicated, payment.idempotency, record)
         return "replay", replayed
@@ -333,8 +416,11 @@ class OrderStore:
                 f"Payment declined: {result.reason}" if result.reason else None
             )
             response = CheckoutResponse(declined.status_code, error_body(declined))
-            await self._undo(session_id, order_id, "declined", idempotency, remember=response)
-            return "declined", response
+            cancelled = await self._undo(
+                session_id, order_id, "declined", idempotency, remember=response
+            )
+            # As remembered: with the units that did not fit back into the cart, if any.
+            return "declined", CheckoutResponse.recall(cancelled) if cancelled else response
 
         response = CheckoutResponse(
             200,
@@ -349,6 +435,9 @@ class OrderStore:
             keys.order(order_id),
             keys.pending_checkouts,
             keys.orders_stream,
+            keys.stock,
+            keys.reserved,
+            keys.cart(session_id),
             *([idempotency] if idempotency else []),
         ]
         complete_args: list[ScriptArg] = [
@@ -358,14 +447,30 @@ class OrderStore:
             self._idempotency_ttl,
             self._stream_maxlen,
             payment.request_id,
+            _OUT_OF_STOCK.remembered(),
+            _CANCELLED_ORDER_TTL_SECONDS,
+            self._cart_ttl_ms,
+            self._max_quantity,
+            self._max_lines,
         ]
         if self._complete_replicated is None:
-            outcome = await self._complete(complete_keys, complete_args)
+            outcome, *reply = await self._complete(complete_keys, complete_args)
         else:
-            outcome, acknowledged = await self._complete_replicated(complete_keys, complete_args)
+            (outcome, *reply), acknowledged = await self._complete_replicated(
+                complete_keys, complete_args
+            )
             if outcome == b"paid" and acknowledged < self._complete_replicated.replicas:
                 metrics.WAIT_SHORTFALLS_BY_STEP["checkout"].inc()
                 raise NotReplicated()
+        if outcome == b"out_of_stock":
+            # An admin lowered what is on hand below this order while it was being paid.
+            logger.warning(
+                "payment approved for an order no longer in stock: reconcile it with the "
+                "payment provider (refund)",
+                extra={"order_id": order_id, "payment_reference": order_id},
+            )
+            _log_left_out(session_id, order_id, reply[0])
+            return "insufficient_stock", CheckoutResponse.recall(reply[1])
         if outcome != b"paid":
             # The reaper cancelled the order while it was being paid (a payment slower than
             # the checkout timeout, a retry just before it): the money must be given back.
@@ -422,14 +527,14 @@ class OrderStore:
                 idempotency.decode() if idempotency else "",
                 remember=_EXPIRED,
             )
-            if cancelled:
+            if cancelled is not None:
                 metrics.CHECKOUTS_EXPIRED.inc()
                 logger.warning(
                     "cancelled a checkout past its timeout; its payment may have gone "
                     "through: reconcile it with the payment provider",
                     extra={"order_id": order_id, "payment_reference": order_id},
                 )
-            released += cancelled
+            released += cancelled is not None
         return released
 
     async def _undo(
@@ -440,15 +545,19 @@ class OrderStore:
         idempotency: str,
         *,
         remember: CheckoutResponse | None,
-    ) -> int:
-        """Cancel a pending order (`cancel_checkout.lua`): 1, or 0 if it was not pending."""
+    ) -> bytes | None:
+        """Cancel a pending order (`cancel_checkout.lua`): the response remembered for it
+        (`remember`, with what did not fit back into the cart; b"" for none), or None if it
+        was not pending."""
         keys = self._keys
-        outcome = await self._cancel(
+        outcome, *reply = await self._cancel(
             [
                 keys.order(order_id),
                 keys.pending_checkouts,
                 keys.stock,
+                keys.reserved,
                 keys.cart(session_id),
+                keys.declines(session_id),
                 *([idempotency] if idempotency else []),
             ],
             [
@@ -457,10 +566,17 @@ class OrderStore:
                 self._cart_ttl_ms,
                 remember.remembered() if remember else "",
                 self._idempotency_ttl,
-                _CANCELLED_ORDER_TTL_SECONDS,
+                _CANCELLED_ORDER_TTL_SECONDS if status == "expired" else 0,
+                self._max_quantity,
+                self._max_lines,
+                self._decline_window_ms,
             ],
         )
-        return 1 if outcome == b"cancelled" else 0
+        if outcome != b"cancelled":
+            return None
+        _log_left_out(session_id, order_id, reply[0])
+        remembered: bytes = reply[1]
+        return remembered
 
 
 class _ReplayNotReplicated(NotReplicated):
@@ -474,6 +590,15 @@ async def _confirm_replicated(
     if await replicated.rewrite(idempotency_key, remembered) < replicated.replicas:
         metrics.WAIT_SHORTFALLS_BY_STEP["replay"].inc()
         raise _ReplayNotReplicated()
+
+
+def _log_left_out(session_id: str, order_id: str, left_out: bytes) -> None:
+    """Log the units of a cancelled order that did not fit back into its cart (its caps)."""
+    if left_out != b"[]":
+        logger.info(
+            "a cancelled checkout's lines did not all fit back into the cart (its caps)",
+            extra={"session_id": session_id, "order_id": order_id, "left_out": left_out.decode()},
+        )
 
 
 def _now_ms() -> int:

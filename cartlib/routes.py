@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from cartlib.deps import CartDep
 from cartlib.errors import (
@@ -20,17 +22,22 @@ from cartlib.responses import JSONBytes
 from cartlib.routing import LeanRoute
 
 
-def error_responses(*errors: type[CartError]) -> dict[int | str, dict[str, Any]]:
+def error_responses(
+    *errors: type[CartError], models: Mapping[int, type[BaseModel]] | None = None
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` documenting the errors a route may answer with.
 
     Errors with one status share its entry. A documented 422 replaces FastAPI's own (a list
     of validation errors), which the route still answers with, so it documents both shapes.
+    `models` gives a status a body with more than `detail`.
     """
     responses: dict[int | str, dict[str, Any]] = {}
     for error in errors:
         entry = responses.get(error.status_code)
         if entry is None:
-            model = UnprocessableBody if error.status_code == 422 else ErrorBody
+            model = (models or {}).get(error.status_code) or (
+                UnprocessableBody if error.status_code == 422 else ErrorBody
+            )
             responses[error.status_code] = {"model": model, "description": error.detail}
         elif error.detail not in entry["description"]:
             entry["description"] += f"; {error.detail}"

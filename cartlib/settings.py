@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     # How long a checkout may hold reserved stock before payment is given up on.
     checkout_timeout_seconds: int = Field(default=60, ge=5, le=3600)
+    # Declined checkouts a session may have within the window before it gets 429: each
+    # holds its cart's units for a payment call, and leaves its key's 402 for a day.
+    checkout_max_declines: int = Field(default=5, ge=0, le=1000)
+    checkout_decline_window_seconds: int = Field(default=600, ge=1, le=24 * 3600)
     orders_stream_maxlen: int = Field(default=100_000, ge=1000)
     catalog_cache_ttl_seconds: float = Field(default=5.0, gt=0, le=3600)
     catalog_file: str | None = None

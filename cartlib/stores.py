@@ -57,6 +57,10 @@ class Stores:
                 stream_maxlen=settings.orders_stream_maxlen,
                 wait_replicas=settings.wait_replicas,
                 wait_timeout_ms=settings.redis_wait_timeout_ms,
+                max_quantity=settings.cart_max_quantity,
+                max_lines=settings.cart_max_lines,
+                max_declines=settings.checkout_max_declines,
+                decline_window_seconds=settings.checkout_decline_window_seconds,
             ),
         )
 

@@ -124,7 +124,7 @@ def _cart_error_response(_request: Request, exc: CartError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    elif isinstance(exc, StoreUnavailable):
+    elif exc.retry_after_seconds is not None:
         headers["Retry-After"] = str(exc.retry_after_seconds)
     if exc.status_code >= 500:
         logger.warning("%s: %s", type(exc).__name__, exc.__cause__ or exc.detail)

@@ -15,13 +15,15 @@ from cartlib.errors import (
     CheckoutExpired,
     CheckoutInProgress,
     EmptyCart,
+    IdempotencyKeyReused,
     InsufficientStock,
     OrderNotFound,
     PaymentDeclined,
     StoreUnavailable,
+    TooManyDeclines,
 )
 from cartlib.logs import request_id_var
-from cartlib.models import CheckoutRequest, CheckoutResponse, Order, OrderId
+from cartlib.models import CheckoutRefusal, CheckoutRequest, CheckoutResponse, Order, OrderId
 from cartlib.routes import BODY_ERRORS, SESSION_ERRORS, cart_router, error_responses
 from checkout.payments import TestProcessor
 
@@ -36,7 +38,8 @@ IdempotencyKey = Annotated[
         pattern=r"^[\x21-\x7e]+$",
         description="Repeat a checkout safely: the first completed response is replayed "
         "for 24 hours, and a checkout that was cut off (503) is finished by its retry, never "
-        "started again. Scoped to the session.",
+        "started again. Scoped to the session, and bound to the request: the same key with "
+        "another payment is 422. A 409 for stock short at the start is not remembered.",
     ),
 ]
 
@@ -52,6 +55,9 @@ CHECKOUT_ERRORS = error_responses(
     InsufficientStock,
     CheckoutExpired,
     CheckoutInProgress,
+    IdempotencyKeyReused,
+    TooManyDeclines,
+    models={402: CheckoutRefusal, 409: CheckoutRefusal},
 )
 
 

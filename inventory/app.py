@@ -85,7 +85,8 @@ async def read_item(stores: StoresDep, item_id: ItemIdPath) -> JSONBytes:
     responses=error_responses(Forbidden, *BODY_ERRORS),
 )
 async def put_item(stores: StoresDep, item_id: ItemIdPath, item: ItemIn) -> JSONBytes:
-    """Create or replace an item and its stock (admin: `X-Admin-Token`)."""
+    """Create or replace an item and set its units on hand, those held by checkouts being
+    paid included; the answer's stock is what can be bought (admin: `X-Admin-Token`)."""
     return JSONBytes(await stores.catalog.put(item_id, item))
 
 

@@ -14,14 +14,19 @@ from cartlib.redis import call
 ScriptArg = str | int | float | bytes
 
 
+# One prelude's name, or several prepended in order.
+Prelude = str | tuple[str, ...] | None
+
+
 @cache
-def source(name: str, prelude: str | None = None) -> str:
-    """The text of `<name>.lua`, preceded by `<prelude>.lua` (Lua scripts cannot import)."""
+def source(name: str, prelude: Prelude = None) -> str:
+    """The text of `<name>.lua`, preceded by `<prelude>.lua` (or by each of several, in
+    order): Lua scripts cannot import."""
     folder = files(__package__)
-    text = (folder / f"{name}.lua").read_text(encoding="utf-8")
-    if prelude is not None:
-        text = (folder / f"{prelude}.lua").read_text(encoding="utf-8") + text
-    return text
+    preludes = (prelude,) if isinstance(prelude, str) else prelude or ()
+    return "".join(
+        (folder / f"{part}.lua").read_text(encoding="utf-8") for part in (*preludes, name)
+    )
 
 
 class LuaScript:
@@ -31,7 +36,7 @@ class LuaScript:
     Redis), loads the script and sends it again. Every run is timed as `script:<name>`.
     """
 
-    def __init__(self, redis: Redis, name: str, *, prelude: str | None = None) -> None:
+    def __init__(self, redis: Redis, name: str, *, prelude: Prelude = None) -> None:
         self.name = name
         self._label = f"script:{name}"
         self._script = redis.register_script(source(name, prelude))

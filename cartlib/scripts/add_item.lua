@@ -1,13 +1,13 @@
 -- Adds units of an item to a cart line, atomically checking the item, its stock, the line
 -- cap and the number of lines; renews the cart's TTL.
--- KEYS[1] cart hash, KEYS[2] stock hash
+-- KEYS[1] cart hash, KEYS[2] stock hash (on hand), KEYS[3] reserved stock hash
 -- ARGV[1] item id, ARGV[2] units to add, ARGV[3] cap on a line's quantity,
 -- ARGV[4] cap on the number of lines, ARGV[5] cart TTL in milliseconds
 -- Returns {'ok', the line's new quantity, the cart's number of lines} or {error, detail}
 -- with error one of 'unknown_item', 'quantity_cap' (detail: quantity already in the cart),
--- 'out_of_stock' (detail: units in stock), 'too_many_lines'.
+-- 'out_of_stock' (detail: units available, on hand minus reserved), 'too_many_lines'.
 -- Every command here is O(1): an add costs the same in a 500-line cart as in an empty one.
-local stock = redis.call('HGET', KEYS[2], ARGV[1])
+local stock = available(KEYS[2], KEYS[3], ARGV[1])
 if not stock then
   return {'unknown_item', ''}
 end
@@ -16,8 +16,8 @@ local wanted = current + tonumber(ARGV[2])
 if wanted > tonumber(ARGV[3]) then
   return {'quantity_cap', tostring(current)}
 end
-if wanted > tonumber(stock) then
-  return {'out_of_stock', stock}
+if wanted > stock then
+  return {'out_of_stock', tostring(stock)}
 end
 local lines = redis.call('HLEN', KEYS[1])
 if current == 0 then

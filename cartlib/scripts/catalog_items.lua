@@ -4,6 +4,6 @@ local function item_json(id, info_json, stock)
   local info = cjson.decode(info_json)
   return '{"id":' .. cjson.encode(id) .. ',"name":' .. cjson.encode(info.name)
     .. ',"price_cents":' .. string.format('%d', info.price_cents)
-    .. ',"stock":' .. (stock or '0') .. '}'
+    .. ',"stock":' .. string.format('%d', stock or 0) .. '}'
 end
 

@@ -1,11 +1,11 @@
--- A retry of an Idempotency-Key whose record says 'pending:<order id>': look at that order
--- again, record and order together (the steps that finish an order replace the record in
--- the same script, so the two always agree).
+-- A retry of an Idempotency-Key whose record says 'pending:<order id>' (after its request's
+-- fingerprint and '|'): look at that order again, record and order together (the steps that
+-- finish an order replace the record in the same script, so the two always agree).
 -- KEYS[1] idempotency record, KEYS[2] order hash
--- ARGV[1] the record's value, 'pending:<order id>'
+-- ARGV[1] the record's value as read, '<fingerprint>|pending:<order id>'
 -- Returns one of
 --   {'pending', JSON [{"id", "quantity", "price_cents"}], total cents}   still to be paid
---   {'replay', record}   the checkout has finished since: its remembered response
+--   {'replay', record}   the checkout has finished since: its record, with the response
 --   {'forgotten'}        the record is gone: the checkout ended with nothing to remember
 --                        (the payment service was unavailable; the cart is restored)
 --   {'gone', status}     the order is no longer pending, yet its record still says so

@@ -1,6 +1,6 @@
 -- Sets a cart line's quantity (0 removes the line); renews the cart's TTL.
 -- Removing needs no catalog entry, so a line for a withdrawn item can still be removed.
--- KEYS[1] cart hash, KEYS[2] stock hash
+-- KEYS[1] cart hash, KEYS[2] stock hash (on hand), KEYS[3] reserved stock hash
 -- ARGV[1] item id, ARGV[2] quantity (0 .. line cap, checked by the caller),
 -- ARGV[3] cap on the number of lines, ARGV[4] cart TTL in milliseconds
 -- Returns {'ok', quantity, the cart's number of lines} or {error, detail} as add_item does;
@@ -9,12 +9,12 @@ local quantity = tonumber(ARGV[2])
 if quantity == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
-  local stock = redis.call('HGET', KEYS[2], ARGV[1])
+  local stock = available(KEYS[2], KEYS[3], ARGV[1])
   if not stock then
     return {'unknown_item', ''}
   end
-  if quantity > tonumber(stock) then
-    return {'out_of_stock', stock}
+  if quantity > stock then
+    return {'out_of_stock', tostring(stock)}
   end
   if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
       and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then

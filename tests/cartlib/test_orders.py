@@ -17,7 +17,13 @@ from cartlib.errors import (
 )
 from cartlib.keys import Keys
 from cartlib.models import ItemIn
-from cartlib.orders import CheckoutResponse, PaymentProcessor, PaymentResult
+from cartlib.orders import (
+    CheckoutResponse,
+    PaymentProcessor,
+    PaymentResult,
+    fingerprint,
+    split_record,
+)
 from cartlib.stores import Stores
 from checkout.payments import TestProcessor
 from tests._redis import RestartableRedis, run_restartable_redis
@@ -28,7 +34,18 @@ processor = TestProcessor()
 
 
 async def stock_of(raw_redis: Redis, item_id: str) -> int:
+    """Units on hand: not sold yet, reserved ones included."""
     return int(await raw_redis.hget(Keys().stock, item_id) or 0)
+
+
+async def reserved_of(raw_redis: Redis, item_id: str) -> int:
+    return int(await raw_redis.hget(Keys().reserved, item_id) or 0)
+
+
+async def available_of(stores: Stores, item_id: str) -> int:
+    """The stock the API shows: on hand minus reserved."""
+    stock: int = orjson.loads(await stores.catalog.get_json(item_id))["stock"]
+    return stock
 
 
 async def checkout(
@@ -123,25 +140,19 @@ async def test_a_repeated_idempotency_key_replays_the_first_response(
     await stores.carts.add(SESSION, "mug", 1)
     first = await checkout(stores, token=token, key="key-1")
     await stores.carts.add(SESSION, "mug", 1)  # a changed cart does not change the replay
-    again = await checkout(stores, token="tok_visa", key="key-1")
+    again = await checkout(stores, token=token, key="key-1")
     assert (again.status_code, again.body) == (first.status_code, first.body)
     assert await raw_redis.xlen(Keys().orders_stream) == (1 if token == "tok_visa" else 0)
     ttl = await raw_redis.ttl(Keys().idempotency(SESSION, "key-1"))
     assert 24 * 3600 - 60 < ttl <= 24 * 3600
 
 
-async def test_an_insufficient_stock_response_is_replayed_too(
-    stores: Stores, stock_item: StockItem, raw_redis: Redis
+async def test_a_record_of_the_version_before_fingerprints_still_replays(
+    stores: Stores, raw_redis: Redis
 ) -> None:
-    await stock_item("mug", stock=5)
-    await stores.carts.add(SESSION, "mug", 3)
-    await raw_redis.hset(Keys().stock, "mug", 1)
-    first = await checkout(stores, key="key-1")
-    await raw_redis.hset(Keys().stock, "mug", 50)
-    again = await checkout(stores, key="key-1")
-    assert first.status_code == again.status_code == 409
-    assert again.body == first.body
-    assert (await checkout(stores, key="key-2")).status_code == 200
+    remembered = CheckoutResponse(402, b'{"detail":"Payment declined"}')
+    await raw_redis.set(Keys().idempotency(SESSION, "old"), remembered.remembered())
+    assert await checkout(stores, token="tok_visa", key="old") == remembered
 
 
 async def test_idempotency_keys_are_scoped_per_session(
@@ -224,12 +235,14 @@ async def test_an_abandoned_checkout_gives_its_stock_back(
         await stores.orders.checkout(
             SESSION, payment_token="tok_visa", processor=CrashingProcessor()
         )
-    assert await stock_of(raw_redis, "mug") == 3
+    assert await available_of(stores, "mug") == 3
+    assert (await stock_of(raw_redis, "mug"), await reserved_of(raw_redis, "mug")) == (5, 2)
     assert await stores.orders.release_expired() == 0  # not yet past the timeout
 
     far_future_ms = 10**15
     assert await stores.orders.release_expired(now_ms=far_future_ms) == 1
-    assert await stock_of(raw_redis, "mug") == 5
+    assert await available_of(stores, "mug") == 5
+    assert (await stock_of(raw_redis, "mug"), await reserved_of(raw_redis, "mug")) == (5, 0)
     assert orjson.loads(await stores.carts.get(SESSION)) == [{"id": "mug", "quantity": 2}]
     assert await stores.orders.release_expired(now_ms=far_future_ms) == 0
 
@@ -324,7 +337,11 @@ async def test_a_checkout_cut_off_by_a_redis_stop_after_its_charge_is_finished_b
 
             [order_id] = payments.references
             key = Keys().idempotency(SESSION, "k")
-            assert await raw_redis.get(key) == f"pending:{order_id}".encode()
+            record: bytes = await raw_redis.get(key)  # type: ignore[assignment]
+            assert split_record(record) == (
+                fingerprint("tok_visa").encode(),
+                f"pending:{order_id}".encode(),
+            )
             assert 24 * 3600 - 60 < await raw_redis.ttl(key) <= 24 * 3600  # not 60 s
             assert await raw_redis.hget(Keys().order(order_id), "status") == b"pending"
 
@@ -373,7 +390,7 @@ async def test_a_checkout_whose_process_died_after_the_charge_is_finished_by_its
         assert payments.charges == 0
         assert await stock_of(raw_redis, "mug") == 5
         assert await stores.carts.get(SESSION) == cart_before
-        assert await raw_redis.hget(Keys().order(order_id), "status") == b"declined"
+        assert await raw_redis.exists(Keys().order(order_id)) == 0  # deleted: nothing charged
     assert await raw_redis.zcard(Keys().pending_checkouts) == 0
     assert await checkout(stores, token=token, key="k", processor=payments) == response
 
@@ -543,3 +560,29 @@ async def test_a_record_naming_an_order_that_is_gone_is_not_a_new_checkout(
         await checkout(stores, key="k", processor=payments)
     assert payments.references == []
     assert await stock_of(raw_redis, "mug") == 5
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
+async def test_a_pending_order_of_the_version_before_the_reserved_count_ends_right(
+    stores: Stores, stock_item: StockItem, raw_redis: Redis, token: str
+) -> None:
+    """Before `sf:stock:reserved`, a reservation took its units from the stock hash and the
+    order had no `reserved` field. Such an order, left pending across the upgrade and
+    finished by its retry, is paid without taking its units again, or cancelled by giving
+    them back to the stock hash, never to (or from) the reserved count."""
+    await stock_item("mug", stock=5)
+    await stores.carts.add(SESSION, "mug", 2)
+    payments = DiesAfterTheCharge()
+    with pytest.raises(RuntimeError):
+        await checkout(stores, token=token, key="k", processor=payments)
+    [order_id] = payments.references
+    # What the version before would have stored for this pending order.
+    await raw_redis.hdel(Keys().order(order_id), "reserved")
+    await raw_redis.hdel(Keys().reserved, "mug")
+    await raw_redis.hset(Keys().stock, "mug", 3)
+
+    response = await checkout(stores, token=token, key="k", processor=payments)
+
+    assert response.status_code == (200 if token == "tok_visa" else 402)
+    assert await stock_of(raw_redis, "mug") == (3 if token == "tok_visa" else 5)
+    assert await reserved_of(raw_redis, "mug") == 0

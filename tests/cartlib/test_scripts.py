@@ -27,7 +27,7 @@ async def test_scripts_run_by_sha_and_reload_after_script_flush(
 
 @pytest.mark.parametrize(
     ("name", "prelude"),
-    [("get_item", "catalog_items"), ("list_items", "catalog_items"), ("put_item", None)],
+    [("list_items", "catalog_items"), ("put_item", None)],
 )
 def test_a_prelude_is_prepended(name: str, prelude: str | None) -> None:
     text = source(name, prelude)
@@ -36,3 +36,8 @@ def test_a_prelude_is_prepended(name: str, prelude: str | None) -> None:
     else:
         assert text.startswith(source(prelude))
         assert text.endswith(source(name))
+
+
+def test_several_preludes_are_prepended_in_order() -> None:
+    text = source("get_item", ("stock_prelude", "catalog_items"))
+    assert text == source("stock_prelude") + source("catalog_items") + source("get_item")

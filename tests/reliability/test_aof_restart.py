@@ -16,8 +16,9 @@ Loading the AOF is slowed down (`key-load-delay` over some padding keys in the A
 base), as a production-sized dataset would be, so that the services also meet Redis's
 `LOADING` replies (redis-py's BusyLoadingError): they must answer 503 to those too.
 
-Whatever the fault, the stock stays consistent: the units taken from stock are exactly the
-units of the orders that hold them (paid or pending), so no checkout survives half-applied.
+Whatever the fault, the stock stays consistent: the units gone from what is on hand are
+exactly those of the paid orders, and the reserved units those of the pending orders, so no
+checkout survives half-applied.
 
 Run with `-rP` for the figures.
 """
@@ -149,7 +150,8 @@ async def is_paid(shop: Shop, order: Acknowledged) -> bool:
 class StoredOrders:
     """What Redis holds for one item after the restart."""
 
-    stock: int
+    stock: int  # on hand
+    reserved: int
     units_by_status: Counter[str]
     ids_by_status: dict[str, set[str]]
 
@@ -158,6 +160,7 @@ def stored_orders(server: RestartableRedis, item: str) -> StoredOrders:
     client = server.client(socket_timeout=10, decode_responses=True)
     try:
         stock = int(client.hget(KEYS.stock, item) or 0)
+        reserved = int(client.hget(KEYS.reserved, item) or 0)
         units: Counter[str] = Counter()
         ids: dict[str, set[str]] = {}
         for key in client.scan_iter(match=KEYS.order("*"), count=1000):
@@ -170,7 +173,7 @@ def stored_orders(server: RestartableRedis, item: str) -> StoredOrders:
                 ids.setdefault(status, set()).add(str(key).removeprefix(KEYS.order("")))
     finally:
         client.close()
-    return StoredOrders(stock, units, ids)
+    return StoredOrders(stock, reserved, units, ids)
 
 
 def take_down_and_bring_back(server: RestartableRedis, fault: str) -> None:
@@ -250,11 +253,10 @@ async def test_acknowledged_orders_survive_a_redis_restart(
     assert "no answer" not in statuses, "a request hung or its connection broke"
     assert not any(status.startswith("5") and status != "503" for status in statuses), statuses
     assert recorder.failures(), f"Redis {fault} did not fail a single request"
-    # The AOF replays whole scripts (a truncated tail is dropped whole), so every unit taken
-    # from stock belongs to an order that holds it.
-    assert (
-        STOCK - stored.stock == stored.units_by_status["paid"] + stored.units_by_status["pending"]
-    ), stored
+    # The AOF replays whole scripts (a truncated tail is dropped whole), so every unit gone
+    # from what is on hand belongs to a paid order, and every reserved one to a pending order.
+    assert STOCK - stored.stock == stored.units_by_status["paid"], stored
+    assert stored.reserved == stored.units_by_status["pending"], stored
     if durable:
         assert lost == [], f"acknowledged orders lost after {fault}: {lost}"
         # A 400 (empty cart) would mean an acknowledged add-to-cart was lost.

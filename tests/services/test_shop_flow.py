@@ -110,6 +110,33 @@ async def test_an_idempotency_key_replays_over_http(shop: Shop) -> None:
     assert (await shop.pay(other, key="order-attempt-1")).json() != first.json()
 
 
+async def test_an_idempotency_key_reused_with_another_payment_is_422(shop: Shop) -> None:
+    await shop.put_item("mug", stock=5)
+    auth = await shop.new_session()
+    await shop.add(auth, "mug")
+    first = await shop.pay(auth, token="tok_declined", key="attempt-1")
+    assert first.status_code == 402
+    reused = await shop.pay(auth, token="tok_visa", key="attempt-1")
+    assert reused.status_code == 422
+    assert reused.headers["content-type"] == "application/json"
+    assert "different request" in reused.json()["detail"]
+    again = await shop.pay(auth, token="tok_declined", key="attempt-1")
+    assert (again.status_code, again.json()) == (402, first.json())
+
+
+async def test_a_session_declined_too_often_gets_429_with_retry_after(shop: Shop) -> None:
+    await shop.put_item("mug", stock=5)
+    auth = await shop.new_session()
+    await shop.add(auth, "mug")
+    for _ in range(5):  # CHECKOUT_MAX_DECLINES
+        assert (await shop.pay(auth, token="tok_declined")).status_code == 402
+    refused = await shop.pay(auth)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 600
+    assert "declined" in refused.json()["detail"]
+    assert (await shop.cart(auth)).json()["items"] == [{"id": "mug", "quantity": 1}]
+
+
 @pytest.mark.parametrize("service", ["inventory", "checkout"])
 async def test_operations_endpoints(shop: Shop, service: str) -> None:
     base = getattr(shop, service)
