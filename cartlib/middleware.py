@@ -99,6 +99,34 @@ def _request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+class HeadMiddleware:
+    """HEAD wherever GET works (RFC 9110, 9.3.2): a HEAD request is routed and answered as a
+    GET (headers, Content-Length included, as GET's) and the body is left out. FastAPI routes
+    answer only the methods they declare, and declaring HEAD on each would also put a HEAD
+    operation per route in the OpenAPI schema. Inside TelemetryMiddleware: metrics and logs
+    still say HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send_without_body)
+        finally:
+            if "route" in as_get:  # the route matched, for the metrics' handler label
+                scope["route"] = as_get["route"]
+
+
 class BodySizeLimitMiddleware:
     """Refuse request bodies over `max_bytes` with 413, whether declared by Content-Length
     or streamed in chunks, before the application buffers them."""
