@@ -31,11 +31,12 @@ from typing import Any
 
 import redis
 import run_stack
+from run_stack import StartupError
 
 from bench import data
 from bench.run import RUNS
 from bench.stack import Stack, start_stack
-from bench.wrk import run_wrk
+from bench.wrk import WrkError, run_wrk
 
 PROTOCOLS = ("httptools", "limited", "h11")
 CONNECTIONS = 32
@@ -161,7 +162,11 @@ def main() -> int:
     if args.serve:
         serve(args.serve)
         return 0
-    report(measure(args.rounds, args.seconds))
+    try:
+        report(measure(args.rounds, args.seconds))
+    except (StartupError, WrkError) as exc:
+        print(f"bench.http: error: {exc}", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 
