@@ -9,10 +9,12 @@ each test waits for the server to act within a generous bound and asserts only t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,6 +154,34 @@ def test_a_64_mb_header_is_refused_long_before_it_is_sent(limited: Stack, servic
     assert sent < total // 4, f"the server read {sent} bytes of one header"
     if answer:  # unless the close turned into a reset that dropped it
         assert_refused_and_closed(answer, 431)
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_unfinished_huge_headers_do_not_stay_in_memory(limited: Stack) -> None:
+    """Was +43 MB per connection that sent a big header block and never finished it."""
+    connections, per_connection = 16, 8 * 1024 * 1024
+    pid = limited.inventory.process.pid
+    before = rss_bytes(pid)
+    held = []
+    try:
+        for _ in range(connections):
+            sock = connect(limited, "inventory")
+            held.append(sock)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Pad: ")
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(per_connection // 65536):
+                    sock.sendall(b"p" * 65536)
+        grown = rss_bytes(pid) - before  # every connection still open on this side
+    finally:
+        for sock in held:
+            sock.close()
+    assert grown < connections * per_connection // 4, f"the service grew by {grown} bytes"
 
 
 @pytest.mark.parametrize("service", SERVICES)
