@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import sys
 from datetime import UTC, datetime
@@ -30,10 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import run_stack
-from run_stack import StartupError
 
-from bench import data
+from bench import REPO, data
 from bench.run import RUNS
 from bench.stack import Stack, start_stack
 from bench.wrk import WrkError, run_wrk
@@ -70,6 +69,13 @@ def serve(protocol: str) -> None:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime = int(fields[11]), int(fields[12])
@@ -82,9 +88,11 @@ def measure(rounds: int, seconds: float) -> dict[str, Any]:
     stack: Stack = start_stack(run_dir, data.write_catalog(run_dir / "catalog.json"))
     try:
         for protocol in PROTOCOLS:
-            port = run_stack.free_port()
+            port = free_port()
             argv = [sys.executable, "-m", "bench.http_protocols", "--serve", protocol]
-            stack.start_command(protocol, argv, port)
+            # The service's environment, with bench/ importable for the child's --serve.
+            child_env = dict(stack.service_env(port, 1), PYTHONPATH=str(REPO))
+            stack._start(protocol, argv, child_env, port, 1)
             print(f"bench.http: {protocol} ready at {stack[protocol].url}", flush=True)
         client = redis.Redis.from_url(stack.redis_url)
         carts = data.make_carts(
@@ -164,7 +172,7 @@ def main() -> int:
         return 0
     try:
         report(measure(args.rounds, args.seconds))
-    except (StartupError, WrkError) as exc:
+    except WrkError as exc:
         print(f"bench.http: error: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0

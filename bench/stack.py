@@ -95,12 +95,6 @@ class Stack:
         argv = [sys.executable, "-m", name]
         return self._start(name, argv, self.service_env(port, workers), port, workers)
 
-    def start_command(self, name: str, argv: Sequence[str], port: int) -> Process:
-        """Start `argv` as a storefront service listening on `port` (the service's
-        environment, with PORT set and bench/ importable) and wait until it is ready."""
-        env = dict(self.service_env(port, 1), PYTHONPATH=str(REPO))
-        return self._start(name, argv, env, port, 1)
-
     def start_floor(self) -> Process:
         port = run_stack.free_port()
         argv = [sys.executable, "-m", "bench.floor", "--port", str(port)]
