@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: help run test lint lock upgrade test-latest clean docker-ready redis-images images \
 	kube-clients helm chart-tools manifests wrk bench bench-quick bench-profile bench-cpu \
-	loadgen prometheus soak
+	bench-http loadgen prometheus soak
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-profile: $(STAMP) wrk  ## py-spy profile of inventory during add-to-cart (
 REVS ?=
 bench-cpu: $(STAMP)  ## Service CPU per request across git revisions (REVS="HEAD~1 HEAD"; default HEAD .)
 	$(BIN)/python -m bench.cpu $(REVS)
+
+bench-http: $(STAMP) wrk  ## add-to-cart over HTTP: httptools alone, behind the HTTP limits, h11 (~2 min)
+	$(BIN)/python -m bench.http_protocols
 
 $(LOADGEN_STAMP): $(STAMP)
 	$(UV) sync --quiet --locked --group loadgen

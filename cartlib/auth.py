@@ -18,8 +18,9 @@ import jwt
 from cartlib.errors import Forbidden, InvalidSession
 
 ALGORITHM = "HS256"
-# The session id becomes part of Redis key names, so only a safe alphabet is accepted.
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# The session id becomes part of Redis key names, so only a safe alphabet is accepted: the
+# whole id (fullmatch; `$` would let a trailing newline through).
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class SessionTokens:
         except jwt.PyJWTError as exc:
             raise InvalidSession() from exc
         session_id = claims["sub"]
-        if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+        if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
             raise InvalidSession()
         return Session(id=session_id, expires_at=int(claims["exp"]))
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from cartlib.auth import Session, check_admin_token
 from cartlib.carts import cart_json
@@ -49,9 +49,13 @@ async def current_cart(stores: StoresDep, session: SessionDep) -> bytes:
 CartDep = Annotated[bytes, Depends(current_cart)]
 
 
+# A security scheme rather than a Header parameter: read from the request by a dependency of
+# its own, it is checked before the body is read (LeanRoute serves such routes).
+_admin_token = APIKeyHeader(name="X-Admin-Token", auto_error=False, description="The ADMIN_TOKEN.")
+
+
 async def require_admin(
-    stores: StoresDep,
-    x_admin_token: Annotated[str | None, Header(description="The ADMIN_TOKEN.")] = None,
+    stores: StoresDep, x_admin_token: Annotated[str | None, Depends(_admin_token)]
 ) -> None:
     expected = stores.settings.admin_token
     check_admin_token(x_admin_token, expected.get_secret_value() if expected else None)

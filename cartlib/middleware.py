@@ -20,7 +20,8 @@ from cartlib.logs import request_id_var
 access_log = logging.getLogger("storefront.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+# Matched whole (fullmatch): `$` would let a trailing newline into the logs.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -93,9 +94,37 @@ class TelemetryMiddleware:
 
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
-        if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.match(value):
+        if name == REQUEST_ID_HEADER and _VALID_REQUEST_ID.fullmatch(value):
             return str(value.decode())
     return uuid.uuid4().hex
+
+
+class HeadMiddleware:
+    """HEAD wherever GET works (RFC 9110, 9.3.2): a HEAD request is routed and answered as a
+    GET (headers, Content-Length included, as GET's) and the body is left out. FastAPI routes
+    answer only the methods they declare, and declaring HEAD on each would also put a HEAD
+    operation per route in the OpenAPI schema. Inside TelemetryMiddleware: metrics and logs
+    still say HEAD."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_body(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}
+            await send(message)
+
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, send_without_body)
+        finally:
+            if "route" in as_get:  # the route matched, for the metrics' handler label
+                scope["route"] = as_get["route"]
 
 
 class BodySizeLimitMiddleware:

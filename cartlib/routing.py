@@ -7,8 +7,10 @@ everything else in the request together; the same endpoint behind a bare route t
 CPU. A `LeanRoute` serves a route whose parameters are path and header parameters, at most
 one JSON body model, the `Request`, and `async def` dependencies that need only the `Request`
 and other such dependencies (cached per request, as FastAPI does). It validates with FastAPI's
-own functions, so answers, 422 bodies included, are the same (but for a JSON body with a
-duplicate key, which it refuses: see `DuplicateKey`). OpenAPI comes from the same
+own functions, so answers, 422 bodies included, are the same, but for three refusals FastAPI
+does not make: a JSON body with a duplicate key is a 422 (see `DuplicateKey`), a body without
+a JSON Content-Type a 415, and dependencies (credentials) are checked before the body is read,
+so a caller who may not use the route gets 401 or 403 for any body. OpenAPI comes from the same
 signature as for any route. A route it cannot serve gets FastAPI's handler, and so does every
 request while `app.dependency_overrides` is in use.
 """
@@ -29,6 +31,8 @@ from pydantic_core import PydanticUndefined
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+from cartlib.errors import UnsupportedMediaType
 
 try:  # Which inclusion of a route is being built (FastAPI >= 0.163): its dependant may differ.
     from fastapi.routing import _effective_route_context_var
@@ -76,13 +80,11 @@ def _lean_handler(route: Any, fallback: Handler) -> Handler | None:
     async def handle(request: Request) -> Response:
         if overrides is not None and getattr(overrides, "dependency_overrides", None):
             return await fallback(request)
-        body = await _json_body(request) if body_params else PydanticUndefined
         cache: dict[Any, Any] = {}
-        values = {
-            sub.name: await _solve(sub, request, cache)
-            for sub in dependant.dependencies
-            if sub.name is not None
-        }
+        # Dependencies (the credentials checks) first: a request that may not call the route
+        # gets 401 or 403 whatever its body, which is not read for it.
+        values = await _solve_all(dependant, request, cache)
+        body = await _json_body(request) if body_params else PydanticUndefined
         errors: list[Any] = []
         for params, received in (
             (dependant.path_params, request.path_params),
@@ -141,15 +143,25 @@ def _servable_dependency(dependency: Dependant) -> bool:
     )
 
 
+async def _solve_all(
+    dependant: Dependant, request: Request, cache: dict[Any, Any]
+) -> dict[str, Any]:
+    """Run every dependency of `dependant`, in order; the values of the named ones. The
+    unnamed ones (a path operation's `dependencies=[...]`, such as the admin check) run for
+    what they check."""
+    values: dict[str, Any] = {}
+    for sub in dependant.dependencies:
+        value = await _solve(sub, request, cache)
+        if sub.name is not None:
+            values[sub.name] = value
+    return values
+
+
 async def _solve(dependant: Dependant, request: Request, cache: dict[Any, Any]) -> Any:
     key = dependant.call
     if dependant.use_cache and key in cache:
         return cache[key]
-    kwargs = {
-        sub.name: await _solve(sub, request, cache)
-        for sub in dependant.dependencies
-        if sub.name is not None
-    }
+    kwargs = await _solve_all(dependant, request, cache)
     for name in (dependant.request_param_name, dependant.http_connection_param_name):
         if name:
             kwargs[name] = request
@@ -160,8 +172,8 @@ async def _solve(dependant: Dependant, request: Request, cache: dict[Any, Any]) 
 
 
 async def _json_body(request: Request) -> Any:
-    """The body as FastAPI reads it: JSON only when the Content-Type says JSON; a body that
-    is not JSON is a 422, and one that cannot be read at all a 400."""
+    """The body as JSON: a body whose Content-Type does not say JSON (or that has none) is a
+    415, one that is not valid JSON a 422, and one that cannot be read at all a 400."""
     try:
         raw = await request.body()
         if not raw:
@@ -169,13 +181,13 @@ async def _json_body(request: Request) -> Any:
         content_type = request.headers.get("content-type", "")
         media_type = content_type.partition(";")[0].strip().lower()
         if not (media_type == "application/json" or media_type.endswith("+json")):
-            return raw
+            raise HTTPException(UnsupportedMediaType.status_code, UnsupportedMediaType.detail)
         return json.loads(raw, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise _json_invalid(("body", exc.pos), exc.msg, exc.doc) from exc
     except DuplicateKey as exc:
         raise _json_invalid(("body",), str(exc), raw) from exc
-    except HTTPException:  # e.g. 413 from the body size limit
+    except HTTPException:  # 415 above, 413 from the body size limit
         raise
     except Exception as exc:
         raise HTTPException(400, "There was an error parsing the body") from exc

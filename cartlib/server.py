@@ -5,12 +5,14 @@ from __future__ import annotations
 import uvicorn
 
 from cartlib import metrics
+from cartlib.http_limits import LimitedHttpProtocol
 from cartlib.logs import logging_config
 from cartlib.settings import get_settings
 
 
 def run(app_factory: str, *, default_port: int) -> None:
-    """Serve `app_factory` ("package.module:function") with uvicorn, uvloop and httptools.
+    """Serve `app_factory` ("package.module:function") with uvicorn, uvloop and httptools,
+    behind the limits of `LimitedHttpProtocol` (header size, read timeout, connections).
 
     On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish, for up
     to `timeout_graceful_shutdown` seconds, which fits Kubernetes' default 30 s grace period.
@@ -26,7 +28,8 @@ def run(app_factory: str, *, default_port: int) -> None:
         port=settings.port or default_port,
         workers=settings.web_concurrency,
         loop="uvloop",
-        http="httptools",
+        http=LimitedHttpProtocol,
+        timeout_keep_alive=settings.http_keep_alive_timeout_seconds,
         log_config=logging_config(settings.log_level),
         access_log=False,
         server_header=False,

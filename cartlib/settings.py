@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     catalog_file: str | None = None
 
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # What one client can hold of a process (cartlib.http_limits): the request line and
+    # headers, how long a request may take to arrive, and the connections held open at once.
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    http_max_connections: int = Field(default=1024, ge=1, le=100_000)
 
     @field_validator("redis_sentinels", mode="before")
     @classmethod

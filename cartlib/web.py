@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cartlib import metrics
 from cartlib.errors import CartError, StoreUnavailable, Unauthorized, UnsupportedMediaType
-from cartlib.middleware import BodySizeLimitMiddleware, TelemetryMiddleware
+from cartlib.middleware import BodySizeLimitMiddleware, HeadMiddleware, TelemetryMiddleware
 from cartlib.responses import JSONBytes
 from cartlib.routes import error_responses
 from cartlib.settings import Settings, get_settings
@@ -100,6 +100,8 @@ def create_app(
         # add-to-cart request, measured with py-spy.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
+    # The last added runs first: TelemetryMiddleware sees every request as it came.
+    app.add_middleware(HeadMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TelemetryMiddleware)
     app.add_exception_handler(CartError, _cart_error_response)  # type: ignore[arg-type]

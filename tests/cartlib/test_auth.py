@@ -65,6 +65,7 @@ BAD_TOKENS = {
     "sub not a string": signed({"sub": 12345678, "exp": LATER}),
     "sub with key syntax": signed({"sub": "a}:b{c*d?", "exp": LATER}),
     "sub too long": signed({"sub": "a" * 65, "exp": LATER}),
+    "sub with a trailing newline": signed({"sub": "session-0001\n", "exp": LATER}),
     "tampered payload": _tampered(),
 }
 

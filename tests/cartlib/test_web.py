@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from fastapi import APIRouter
 
 from cartlib.web import create_app
@@ -32,3 +33,15 @@ def test_the_routers_routes_join_the_application_route_table(redis_url: str) -> 
     # Not nested behind an included-router route that matches each request twice.
     assert router.routes[0] in app.router.routes
     assert "/things/{thing_id}" in app.openapi()["paths"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [(b"req-42", True), (b"req-42\n", False), (b"req 42", False), (b"r" * 129, False)],
+    ids=["valid", "trailing newline", "space", "too long"],
+)
+def test_a_request_id_is_kept_only_when_it_is_valid_as_a_whole(sent: bytes, kept: bool) -> None:
+    from cartlib.middleware import _request_id
+
+    request_id = _request_id({"headers": [(b"x-request-id", sent)]})
+    assert (request_id == sent.decode()) is kept

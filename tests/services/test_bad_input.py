@@ -21,6 +21,7 @@ from tests.services.conftest import Shop
 
 # Listing the catalog fills (and locks) a cache entry; that is not a change of state.
 CACHE_PREFIXES = (b"sf:cache:", b"sf:cache-lock:")
+NEW_ITEM_BODY = {"name": "Evil mug", "price_cents": 1, "stock": 1_000_000}
 OVERSIZED_PAD = "x" * (20 * 1024)  # the services refuse bodies over 16 KiB
 CART_DETAIL_EMPTY = {"detail": "There are no items in your cart!"}
 
@@ -351,6 +352,118 @@ async def test_bodies_that_are_not_json_are_415(
         assert detail == "Send the request body as JSON, with Content-Type: application/json"
 
 
+BODY_ROUTES = {
+    "POST /cart/items": ("inventory", "POST", "/cart/items", {"item": {"id": "mug"}}),
+    "PUT /cart/items/mug": ("inventory", "PUT", "/cart/items/mug", {"quantity": 0}),
+    "POST /Cart/Item": ("inventory", "POST", "/Cart/Item", {"item": {"id": "mug"}}),
+    "POST /checkout": ("checkout", "POST", "/checkout", {"payment": {"token": "tok_visa"}}),
+    "PATCH /Cart/checkout": ("checkout", "PATCH", "/Cart/checkout", {"payment": {"token": "x"}}),
+    "PUT /items/mug (admin)": ("inventory", "PUT", "/items/mug", NEW_ITEM_BODY),
+}
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "body"), BODY_ROUTES.values(), ids=BODY_ROUTES.keys()
+)
+async def test_valid_json_without_a_content_type_is_415(
+    shop: Shop, shopper: dict[str, str], service: str, method: str, path: str, body: Any
+) -> None:
+    """Was a 422 that called valid JSON invalid."""
+    headers = {**shopper, "X-Admin-Token": shop.stack.admin_token}
+    with redis_unchanged(shop):
+        response = await shop.client.request(
+            method, getattr(shop, service) + path, content=json.dumps(body), headers=headers
+        )
+        assert "content-type" not in response.request.headers
+        detail = assert_refused(response, 415)
+        assert detail == "Send the request body as JSON, with Content-Type: application/json"
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "body"), BODY_ROUTES.values(), ids=BODY_ROUTES.keys()
+)
+async def test_a_key_given_twice_is_422_on_every_body_route(
+    shop: Shop, shopper: dict[str, str], service: str, method: str, path: str, body: Any
+) -> None:
+    """The admin route kept the last of the two (200, and the item changed)."""
+    first, *_ = body
+    doubled = json.dumps(body)[:-1] + f", {json.dumps(first)}: {json.dumps(body[first])}}}"
+    assert json.loads(doubled) == body
+    headers = {**shopper, "X-Admin-Token": shop.stack.admin_token}
+    with redis_unchanged(shop):
+        response = await shop.client.request(
+            method,
+            getattr(shop, service) + path,
+            content=doubled,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+        detail = assert_refused(response, 422)
+        assert detail[0]["type"] == "json_invalid"
+        assert detail[0]["ctx"]["error"] == f"Duplicate key {first!r}"
+
+
+@pytest.mark.usefixtures("shopper")
+@pytest.mark.parametrize(
+    "admin_headers",
+    [{}, {"X-Admin-Token": "wrong"}, {"X-Admin-Token": ""}],
+    ids=["no header", "wrong token", "empty token"],
+)
+@pytest.mark.parametrize(
+    "body",
+    [b'{"name": ', b"not json", b'{"name": "Mug", "name": "Evil"}', b"[]"],
+    ids=["truncated", "not json", "duplicate key", "not an object"],
+)
+async def test_admin_calls_without_the_token_are_403_whatever_the_body(
+    shop: Shop, admin_headers: dict[str, str], body: bytes
+) -> None:
+    """The body was read first: a malformed one got 422, telling a caller without the token
+    how the route parses."""
+    with redis_unchanged(shop):
+        response = await shop.client.put(
+            f"{shop.inventory}/items/mug",
+            content=body,
+            headers={**admin_headers, "Content-Type": "application/json"},
+        )
+        assert_refused(response, 403)
+
+
+@pytest.mark.usefixtures("shopper")
+@pytest.mark.parametrize(
+    ("service", "method", "path"),
+    [route[:3] for name, route in BODY_ROUTES.items() if "admin" not in name],
+    ids=[name for name in BODY_ROUTES if "admin" not in name],
+)
+async def test_cart_calls_without_a_session_are_401_whatever_the_body(
+    shop: Shop, service: str, method: str, path: str
+) -> None:
+    with redis_unchanged(shop):
+        response = await shop.client.request(
+            method,
+            getattr(shop, service) + path,
+            content=b'{"item": ',
+            headers={"Content-Type": "application/json"},
+        )
+        assert_refused(response, 401)
+
+
+async def test_ids_with_a_trailing_newline_are_refused(shop: Shop, shopper: dict[str, str]) -> None:
+    """Every pattern matches the whole value: none lets a trailing newline through."""
+    admin = {"X-Admin-Token": shop.stack.admin_token}
+    with redis_unchanged(shop):
+        for response in (
+            await shop.client.get(f"{shop.inventory}/items/mug%0A"),
+            await shop.client.put(f"{shop.inventory}/items/mug%0A", json=NEW_ITEM, headers=admin),
+            await shop.client.delete(f"{shop.inventory}/cart/items/mug%0A", headers=shopper),
+            await shop.client.get(f"{shop.checkout}/orders/{'0' * 32}%0A", headers=shopper),
+            await shop.client.post(
+                f"{shop.checkout}/checkout",
+                json={"payment": {"token": "tok_visa\n"}},
+                headers=shopper,
+            ),
+        ):
+            assert_refused(response, 422)
+
+
 # --- Checkout ------------------------------------------------------------------------------
 
 INVALID_CHECKOUTS: dict[str, Any] = {
@@ -467,6 +580,10 @@ def _bad_authorization(kind: str, secret: str, valid_token: str) -> dict[str, st
         "no exp": lambda: jwt.encode(_claims(exp=None), secret, "HS256"),
         "future nbf": lambda: jwt.encode(_claims(nbf=now + 600), secret, "HS256"),
         "sub with key syntax": lambda: jwt.encode(_claims(sub="x}:*{y"), secret, "HS256"),
+        # `^...$` with re.match let one trailing newline through into the Redis key names.
+        "sub with a trailing newline": lambda: jwt.encode(
+            _claims(sub=uuid.uuid4().hex + "\n"), secret, "HS256"
+        ),
         "tampered": lambda: ".".join(
             [valid_token.split(".")[0], _b64(_claims()), valid_token.split(".")[2]]
         ),
@@ -488,6 +605,7 @@ BAD_CREDENTIALS = [
     "no exp",
     "future nbf",
     "sub with key syntax",
+    "sub with a trailing newline",
     "tampered",
 ]
 SESSION_ROUTES = {
