@@ -321,6 +321,112 @@ async def buyer(shop: Shop, traffic: Traffic, item: str) -> None:
             traffic.retried_checkouts += int(attempts > 1)
 
 
+# --- min-replicas-to-write: what a master whose replicas are gone acknowledges ---------
+
+FREEZE_MARGIN = 3.0  # seconds the replicas stay frozen beyond min-replicas-max-lag
+THAW_TIMEOUT = 15.0
+
+
+def set_min_replicas(deployment: SentinelDeployment, to_write: int, max_lag: int) -> None:
+    """`min-replicas-to-write` and `min-replicas-max-lag` on every server (any may be promoted),
+    as the chart's redis.conf sets them."""
+    for server in deployment.servers:
+        client = server.client()
+        try:
+            client.config_set("min-replicas-to-write", to_write)
+            client.config_set("min-replicas-max-lag", max_lag)
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize(
+    ("to_write", "max_lag"),
+    [(0, 10), (1, 10), (1, 5), (1, 2)],
+    ids=["off", "1-replica-lag-10s", "1-replica-lag-5s", "1-replica-lag-2s"],
+)
+async def test_min_replicas_to_write_bounds_what_a_master_alone_acknowledges(
+    deployment: SentinelDeployment, shop: Shop, to_write: int, max_lag: int
+) -> None:
+    """Both replicas frozen (`docker pause`: their connections stay up, their acknowledgements
+    stop, as in a network partition or a replica host's stall) while 4 clients add to carts,
+    for `max_lag` + FREEZE_MARGIN s. What the master acknowledges meanwhile no replica has:
+    a failover then (the master lost, or partitioned and replaced) loses it. Without
+    `min-replicas-to-write` the master acknowledges every add for as long as that lasts; with
+    it, it refuses writes (NOREPLICAS) once no replica has acknowledged for more than
+    `min-replicas-max-lag` seconds, and the services answer 503 until a replica is back.
+    Printed: the units acknowledged with no replica to have them, how long the master took
+    them, the 503s while the replicas were up (spurious refusals) and while frozen."""
+    deployment.wait_until_healthy()
+    item = f"min-replicas-mug-{to_write}-{max_lag}"
+    await shop.put_item(item, stock=10_000_000, price_cents=250)
+    set_min_replicas(deployment, to_write, max_lag)
+    traffic = Traffic()
+    fillers = [asyncio.create_task(cart_filler(shop, traffic, item)) for _ in range(4)]
+    frozen_at = thawed_at = time.monotonic()
+    try:
+        await asyncio.sleep(2.0)  # steady traffic first, every replica up
+        frozen_at = time.monotonic()
+        for replica in deployment.replicas:
+            await asyncio.to_thread(replica.pause)
+        try:
+            await asyncio.sleep(max_lag + FREEZE_MARGIN)
+        finally:
+            thawed_at = time.monotonic()
+            for replica in deployment.replicas:
+                await asyncio.to_thread(replica.unpause)
+        while time.monotonic() - thawed_at < THAW_TIMEOUT:
+            await asyncio.sleep(0.2)
+            if traffic.recovered_after("add", thawed_at, thawed_at) is not None:
+                await asyncio.sleep(0.5)
+                break
+    finally:
+        traffic.running = False
+        await asyncio.gather(*fillers)
+        set_min_replicas(deployment, 0, 10)
+
+    adds = [answer for answer in traffic.answers if answer.name == "add"]
+    steady = [answer for answer in adds if answer.started < frozen_at]
+    frozen = [answer for answer in adds if frozen_at <= answer.started and answer.ended < thawed_at]
+    exposed = [answer for answer in frozen if answer.status == 201]
+    refused = [answer for answer in frozen if answer.status == 503]
+    failed = traffic.failures()
+    by_status = Counter("no answer" if a.status is None else a.status for a in failed)
+    recovered = traffic.recovered_after("add", thawed_at, thawed_at)
+    _, lost, _ = read_back(deployment.current_master(), traffic, item)
+    report(
+        f"replicas frozen for {max_lag + FREEZE_MARGIN:.0f} s under 4 clients adding to carts: "
+        f"min-replicas-to-write {to_write}, min-replicas-max-lag {max_lag}",
+        {
+            "adds with every replica up: sent / 503": f"{len(steady)} / "
+            f"{sum(1 for a in steady if a.status == 503)}",
+            "adds while frozen: sent / acknowledged / 503": f"{len(frozen)} / {len(exposed)} / "
+            f"{len(refused)}",
+            "units acknowledged with no replica to have them": len(exposed),
+            "the master acknowledged them for (s) after the freeze": _seconds(
+                max((a.started for a in exposed), default=frozen_at) - frozen_at
+            ),
+            "first 503 after the freeze (s)": _seconds(
+                min((a.started for a in refused), default=frozen_at) - frozen_at
+                if refused
+                else None
+            ),
+            "adds succeed again after the thaw (s)": _seconds(recovered),
+            "failed by status": dict(by_status) or "none",
+            "acknowledged units lost (read back once the replicas are back)": lost,
+        },
+    )
+    assert not traffic.unexpected, (dict(by_status), traffic.unexpected)
+    assert set(by_status) <= {503}, dict(by_status)
+    assert recovered is not None, f"adds did not succeed again {THAW_TIMEOUT} s after the thaw"
+    assert lost == 0
+    if to_write == 0:
+        assert not refused, "without min-replicas-to-write a master alone still writes"
+    else:
+        assert refused, "the master kept acknowledging writes with no replica"
+    for service in (shop.stack.inventory, shop.stack.checkout):
+        assert "Traceback" not in service.log.read_text(), service.log
+
+
 # --- a hand-over: the demoted master stays up ------------------------------------------
 
 # After the sentinels name the new master, a service may keep its connections to the old one
