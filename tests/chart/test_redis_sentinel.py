@@ -136,6 +136,29 @@ def test_sentinel_settings_reach_the_sentinel_config(rendered_sets: dict[str, Re
     assert port == [{"name": "tcp-sentinel", "containerPort": 26380, "protocol": "TCP"}]
 
 
+def test_a_sentinel_master_needs_a_recent_replica_to_write(
+    rendered_sets: dict[str, Rendered], render: Render
+) -> None:
+    """min-replicas-to-write 1 and min-replicas-max-lag 5 by default in sentinel mode (the
+    README's Reliability section has the measurements); none standalone, which has no
+    replica."""
+
+    def config(rendered: Rendered) -> list[str]:
+        text: str = rendered.get("ConfigMap", REDIS)["data"]["redis.conf"]
+        return [line for line in text.splitlines() if line.startswith("min-replicas")]
+
+    assert config(rendered_sets["redis-sentinel"]) == [
+        "min-replicas-to-write 1",
+        "min-replicas-max-lag 5",
+    ]
+    assert config(rendered_sets["defaults"]) == []
+    off = render(
+        [VALUES_DIR / "redis-sentinel.yaml"],
+        {"redis.sentinel.minReplicasToWrite": "0", "redis.sentinel.minReplicasMaxLag": "3"},
+    )
+    assert config(off) == ["min-replicas-to-write 0", "min-replicas-max-lag 3"]
+
+
 def test_the_prestop_runs_the_hand_over_file_with_the_settings(
     rendered_sets: dict[str, Rendered],
 ) -> None:
