@@ -163,11 +163,12 @@ class SentinelDeployment:
                 return f"{sentinel.name} knows {state['num-other-sentinels']} other sentinels"
         return ""
 
-    def hand_over(self, timeout_seconds: int = 20) -> tuple[int, str]:
+    def hand_over(self, timeout_seconds: int = 20, **settings: str) -> tuple[int, str]:
         """Run the chart's hand-over script (HANDOVER_SCRIPT) against the current master, in
         a container of the Redis image on the host network, as the preStop runs it in the
         master's pod; (its exit status, its log). Every sentinel is asked (none is "this
-        pod's" here)."""
+        pod's" here). `settings`: more of its environment (HANDOVER_CALL_TIMEOUT_SECONDS
+        ...)."""
         master = self.current_master()
         tools = {target: shutil.which(tool) for target, tool in HOST_TOOLS.items()}
         missing = [HOST_TOOLS[target] for target, path in tools.items() if not path]
@@ -188,6 +189,7 @@ class SentinelDeployment:
                 "HANDOVER_REDIS_HOST": LOOPBACK,
                 "HANDOVER_REDIS_PORT": str(master.port),
                 "HANDOVER_TIMEOUT_SECONDS": str(timeout_seconds),
+                **settings,
             },
             detach=True,
         )

@@ -321,6 +321,49 @@ async def buyer(shop: Shop, traffic: Traffic, item: str) -> None:
             traffic.retried_checkouts += int(attempts > 1)
 
 
+# --- the hand-over script's way out --------------------------------------------------
+
+
+async def test_the_hand_over_gives_up_and_resumes_writes_when_a_replica_does_not_answer(
+    deployment: SentinelDeployment,
+) -> None:
+    """A replica frozen (`docker pause`: its port still accepts connections, nothing answers)
+    cannot be confirmed caught up, yet a Sentinel might promote it: the script unpauses and
+    exits 1 with no hand-over, within its per-call bound (redis-cli has no timeout of its
+    own: it used to wait for the grace period with writes paused). The master stays master
+    and takes writes at once."""
+    deployment.wait_until_healthy()
+    master = deployment.current_master()
+    frozen = next(node for node in deployment.servers if node is not master)
+    await asyncio.to_thread(frozen.pause)
+    try:
+        started = time.monotonic()
+        # Below the test sentinels' 1 s down-after, as the chart's 1 s is below its 10 s.
+        status, log = await asyncio.to_thread(
+            deployment.hand_over, HANDOVER_CALL_TIMEOUT_SECONDS="0.3"
+        )
+        took = time.monotonic() - started
+        client = master.client(socket_timeout=2)
+        try:
+            written = client.set("handover-gave-up", "1")  # a paused master would time out
+            role_now = client.role()[0]
+        finally:
+            client.close()
+    finally:
+        await asyncio.to_thread(frozen.unpause)
+    report(
+        "hand-over script with a frozen replica",
+        {"exit status": status, "took (s, with the container's start)": _seconds(took)},
+    )
+    assert status == 1, log
+    assert f"{LOOPBACK}:{frozen.port} does not answer" in log, log
+    assert "writes resumed on this master" in log, log
+    assert written is True
+    assert role_now == b"master"
+    assert deployment.master_address() == (LOOPBACK, master.port)
+    deployment.wait_until_healthy()
+
+
 # --- min-replicas-to-write: what a master whose replicas are gone acknowledges ---------
 
 # The chart's redis.sentinel.minReplicasToWrite and minReplicasMaxLag.

@@ -31,6 +31,7 @@
 #   HANDOVER_CATCHUP_MS         bound of step 2 (default 500); keep it below the Sentinels'
 #                               down-after-milliseconds: a paused master does not answer their
 #                               PUBLISH, and they could start a failover of their own
+#   HANDOVER_CALL_TIMEOUT_SECONDS  bound of each redis-cli call (default 1)
 # Exit status: 0 handed over or nothing to do (not a master), 1 not handed over.
 set -u
 SCRIPT=${SCRIPT:-handover}
@@ -39,6 +40,7 @@ PORT=${HANDOVER_REDIS_PORT:-6379}
 TIMEOUT=${HANDOVER_TIMEOUT_SECONDS:-20}
 CATCHUP_MS=${HANDOVER_CATCHUP_MS:-500}
 SENTINELS=${HANDOVER_SENTINELS:-}
+CALL_TIMEOUT=${HANDOVER_CALL_TIMEOUT_SECONDS:-1}
 ME=${HANDOVER_ADDRESS:-$HOST:$PORT}
 # Polls are POLL seconds apart; deadlines count polls (no `date` needed), so they are lower
 # bounds on the time spent.
@@ -48,17 +50,33 @@ CR=$(printf '\r')
 
 log() { echo "$SCRIPT: $*" >&2; }
 
+# redis-cli, killed after CALL_TIMEOUT s: it has no timeout of its own, and a frozen server
+# or a lost node would otherwise hold the script, and the pause, until the grace period ends.
+cli() {
+  redis-cli --raw -e "$@" &
+  _pid=$!
+  (sleep "$CALL_TIMEOUT" && kill "$_pid") >/dev/null 2>&1 &
+  _watch=$!
+  wait "$_pid"
+  _status=$?
+  kill "$_watch" 2>/dev/null
+  return "$_status"
+}
+
 redis_at() { # host port command...: a command to a Redis server (REDISCLI_AUTH)
   _host=$1 _port=$2
   shift 2
-  redis-cli --raw -e -h "$_host" -p "$_port" "$@" 2>/dev/null
+  cli -h "$_host" -p "$_port" "$@" 2>/dev/null
 }
 
-sentinel_at() { # host:port command...: a command to a Sentinel
+sentinel_at() { # host:port command...: a command to a Sentinel (its error on stderr)
   _address=$1
   shift
-  REDISCLI_AUTH="${REDIS_SENTINEL_PASSWORD:-}" redis-cli --raw -e -h "${_address%:*}" \
-    -p "${_address##*:}" "$@" 2>/dev/null
+  (
+    REDISCLI_AUTH="${REDIS_SENTINEL_PASSWORD:-}"
+    export REDISCLI_AUTH
+    cli -h "${_address%:*}" -p "${_address##*:}" "$@"
+  )
 }
 
 # INFO replication of host port into I_ROLE, I_OFFSET (this server's replication offset),
@@ -96,7 +114,7 @@ EOF
 
 # The replicas the Sentinel at $1 could promote (not down, not disconnected), as host:port.
 sentinel_candidates() {
-  _answer=$(sentinel_at "$1" SENTINEL REPLICAS "$MASTER_SET") || return 1
+  _answer=$(sentinel_at "$1" SENTINEL REPLICAS "$MASTER_SET" 2>/dev/null) || return 1
   _result='' _ip='' _rport='' _flags='' _key=''
   while IFS= read -r _line; do
     if [ -z "$_key" ]; then
@@ -176,8 +194,9 @@ polls=0
 while :; do
   behind=''
   for replica in $candidates; do
-    if ! info_of "${replica%:*}" "${replica##*:}" || [ "$I_ROLE" != slave ] \
-      || [ "$I_LINK" != up ] || [ "${I_OFFSET:-0}" -lt "$OFFSET" ]; then
+    # One that does not answer cannot be confirmed, yet a Sentinel might still promote it.
+    info_of "${replica%:*}" "${replica##*:}" || give_up "$replica does not answer"
+    if [ "$I_ROLE" != slave ] || [ "$I_LINK" != up ] || [ "${I_OFFSET:-0}" -lt "$OFFSET" ]; then
       behind="$behind $replica"
     fi
   done
@@ -196,8 +215,7 @@ while [ -z "$started" ] && [ "$tries" -lt 10 ]; do
   tries=$((tries + 1))
   for address in $SENTINEL $SENTINELS; do
     # The error (INPROG, NOGOODSLAVE ...) is on stderr.
-    answer=$(REDISCLI_AUTH="${REDIS_SENTINEL_PASSWORD:-}" redis-cli --raw -e \
-      -h "${address%:*}" -p "${address##*:}" SENTINEL FAILOVER "$MASTER_SET" 2>&1) && answer=OK
+    answer=$(sentinel_at "$address" SENTINEL FAILOVER "$MASTER_SET" 2>&1) && answer=OK
     case $answer in
       OK | *INPROG*)
         started=$address
@@ -240,12 +258,14 @@ else
 fi
 unpause
 
-# 5. Until the Sentinels name the new master to the services.
+# 5. Until the Sentinels name the new master to the services (a few seconds at most: the
+# hand-over is done, this only tells the log).
 polls=0
-while [ "$polls" -lt $((TIMEOUT * PER_SECOND)) ]; do
+while [ "$polls" -lt $((5 * PER_SECOND)) ]; do
   named=0 asked=0
   for address in $SENTINELS; do
-    if answer=$(sentinel_at "$address" SENTINEL GET-MASTER-ADDR-BY-NAME "$MASTER_SET"); then
+    if answer=$(sentinel_at "$address" SENTINEL GET-MASTER-ADDR-BY-NAME "$MASTER_SET" \
+      2>/dev/null); then
       asked=$((asked + 1))
       # shellcheck disable=SC2086 # the host and the port on two lines
       set -- $answer
