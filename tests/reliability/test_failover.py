@@ -1,10 +1,14 @@
 """Redis Sentinel: both services follow a failover by themselves, leave a demoted master that
-stays up, and a paid order that a client was told about survives a failover (WAIT).
+stays up, and a paid order that a client was told about survives a failover (WAIT); the
+chart's planned hand-over (charts/storefront/files/redis/handover.sh, run as it is) loses no
+acknowledged write; `min-replicas-to-write` bounds what a master without replicas takes.
 
 One Sentinel deployment (tests/reliability/_sentinel.py) and one pair of service processes
-serve the whole module; the failover tests run last, in this order: two hand-overs
-(`SENTINEL FAILOVER`, the old master stays up), then one stops the master, and the last
-brings it back as a replica and kills the master that replaced it.
+serve the whole module; the failover tests run last, in this order: the hand-over script
+giving up on a frozen replica, the replicas frozen under each `min-replicas-to-write`
+setting, four hand-overs (the script, or a bare `SENTINEL FAILOVER`; the old master stays
+up), then one stops the master, and the last brings it back as a replica and kills the
+master that replaced it.
 Figures are printed (`pytest -rP`), never asserted on: a slow machine must not fail a test,
 a 500, a hang or a lost order must.
 """
