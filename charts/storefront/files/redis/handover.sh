@@ -17,7 +17,8 @@
 # failover starts) it unpauses and exits 1 without a hand-over: the pod's SIGTERM then makes
 # Redis wait for its replicas before it exits, and the Sentinels fail over after
 # down-after-milliseconds. Once a failover has started, writes stay paused until a replica
-# is master (or the pause ends with HANDOVER_TIMEOUT_SECONDS).
+# is master (or the pause ends with HANDOVER_TIMEOUT_SECONDS); so do they when a Sentinel
+# asked for one did not answer in time, since it may have started one.
 #
 # Environment:
 #   REDISCLI_AUTH               password of the Redis servers (this one and its replicas)
@@ -209,7 +210,7 @@ done
 log "every replica has offset $OFFSET"
 
 # 3. The Sentinels choose one of them and promote it.
-started=''
+started='' unanswered=''
 tries=0
 while [ -z "$started" ] && [ "$tries" -lt 10 ]; do
   tries=$((tries + 1))
@@ -221,13 +222,20 @@ while [ -z "$started" ] && [ "$tries" -lt 10 ]; do
         started=$address
         break
         ;;
+      '') unanswered=$address ;; # cut off by the call's bound: it may have started one
     esac
     log "the Sentinel at $address: ${answer:-no answer}"
   done
   [ -n "$started" ] || sleep 0.2
 done
-[ -n "$started" ] || give_up "no Sentinel started a failover"
-log "the Sentinel at $started runs the failover"
+if [ -n "$started" ]; then
+  log "the Sentinel at $started runs the failover"
+elif [ -n "$unanswered" ]; then
+  # Unpausing now could let this node acknowledge writes that the promotion then drops.
+  log "no Sentinel confirmed a failover, $unanswered did not answer: waiting for a promotion"
+else
+  give_up "no Sentinel started a failover"
+fi
 
 # 4. The replica that reports itself master is the new one: follow it at once.
 NEW=''
