@@ -235,17 +235,29 @@ def _sentinel_pool(
 
 def translated(exc: redis_errors.RedisError) -> CartError:
     """The cartlib error for a redis-py error: `StoreUnavailable` (503) or `StoreError`."""
-    if isinstance(exc, UNAVAILABLE_ERRORS) or _is_busy(exc):
+    if isinstance(exc, UNAVAILABLE_ERRORS) or _is_temporary_refusal(exc):
         return StoreUnavailable()
     return StoreError()
 
 
-def _is_busy(exc: redis_errors.RedisError) -> bool:
-    # "BUSY Redis is busy running a script": another client's script has run past
-    # busy-reply-threshold, and Redis answers everyone else BUSY until it ends or SCRIPT KILL.
-    # redis-py has no class for it (a plain ResponseError), yet it means "try again shortly".
-    # The space keeps out BUSYKEY and BUSYGROUP, which are real errors.
-    return type(exc) is redis_errors.ResponseError and str(exc).startswith("BUSY ")
+# Replies redis-py has no class for (plain ResponseErrors) that mean "try again shortly".
+# "BUSY Redis is busy running a script": another client's script has run past
+# busy-reply-threshold, and Redis answers everyone else BUSY until it ends or SCRIPT KILL.
+# "NOREPLICAS Not enough good replicas to write.": min-replicas-to-write, a master whose
+# replicas are gone refuses writes (inside a script too) until one is back.
+# The spaces keep out BUSYKEY and BUSYGROUP, which are real errors.
+_TEMPORARY_REFUSALS: Final = ("BUSY ", "NOREPLICAS ")
+
+
+def _is_temporary_refusal(exc: redis_errors.RedisError) -> bool:
+    if type(exc) is not redis_errors.ResponseError:
+        return False
+    text = str(exc)
+    # Redis 6.2 wraps a refusal inside a script: "Error running script (call to f_...):
+    # @user_script:29: @user_script: 29: -NOREPLICAS Not enough good replicas to write."
+    return text.startswith(_TEMPORARY_REFUSALS) or (
+        text.startswith("Error running script") and " -NOREPLICAS " in text
+    )
 
 
 @contextmanager

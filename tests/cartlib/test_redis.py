@@ -8,12 +8,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from redis import exceptions as redis_errors
+from redis.asyncio import Redis
 
 from cartlib import metrics
 from cartlib.errors import CartError, StoreError, StoreUnavailable
 from cartlib.redis import UNAVAILABLE_ERRORS, call, create_redis, translate_errors
 from cartlib.stores import Stores
-from tests.cartlib.conftest import make_settings
+from tests.cartlib.conftest import StockItem, make_settings
 
 REDIS_ERROR_CLASSES = sorted(
     (
@@ -42,6 +43,30 @@ def test_failover_and_loading_errors_mean_unavailable() -> None:
         redis_errors.TimeoutError,
     ):
         assert issubclass(error_class, UNAVAILABLE_ERRORS)
+
+
+async def test_a_master_without_enough_replicas_refuses_writes_with_503(
+    stores: Stores, stock_item: StockItem, raw_redis: Redis
+) -> None:
+    """`min-replicas-to-write` (the chart sets it in sentinel mode): a master without enough
+    good replicas answers NOREPLICAS to writes, inside scripts too. That means "try again
+    shortly": 503, like BUSY, not a 500 (a plain ResponseError in redis-py: StoreError
+    before). Reads go on; nothing is written."""
+    await stock_item("noreplicas-mug", stock=5)
+    await stores.carts.add("noreplicas-session", "noreplicas-mug", 1)
+    labels = {"command": "script:add_item", "error": "ResponseError"}
+    before = sample("cartlib_redis_errors_total", **labels)
+    one_unit = await stores.carts.get("noreplicas-session")
+    await raw_redis.config_set("min-replicas-to-write", 1)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await stores.carts.add("noreplicas-session", "noreplicas-mug", 1)
+        cart = await stores.carts.get("noreplicas-session")
+    finally:
+        await raw_redis.config_set("min-replicas-to-write", 0)
+    assert cart == one_unit
+    assert sample("cartlib_redis_errors_total", **labels) == before + 1
+    await stores.carts.add("noreplicas-session", "noreplicas-mug", 1)
 
 
 def sample(name: str, **labels: str) -> float:

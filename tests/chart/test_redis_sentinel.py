@@ -25,7 +25,7 @@ from tests.chart.conftest import Render
 
 SENTINEL_SETS = ("redis-sentinel", "redis-sentinel-tuned")
 REDIS = f"{FULLNAME}-redis"
-SCRIPTS = ("common.sh", "prestop-redis.sh", "start-redis.sh", "start-sentinel.sh")
+SCRIPTS = ("common.sh", "handover.sh", "prestop-redis.sh", "start-redis.sh", "start-sentinel.sh")
 
 
 def containers(rendered: Rendered) -> dict[str, Doc]:
@@ -134,6 +134,47 @@ def test_sentinel_settings_reach_the_sentinel_config(rendered_sets: dict[str, Re
     assert '--replica-announce-ip "$ME"' in redis
     port = containers(rendered)["sentinel"]["ports"]
     assert port == [{"name": "tcp-sentinel", "containerPort": 26380, "protocol": "TCP"}]
+
+
+def test_a_sentinel_master_needs_a_recent_replica_to_write(
+    rendered_sets: dict[str, Rendered], render: Render
+) -> None:
+    """min-replicas-to-write 1 and min-replicas-max-lag 5 by default in sentinel mode (the
+    README's Reliability section has the measurements); none standalone, which has no
+    replica."""
+
+    def config(rendered: Rendered) -> list[str]:
+        text: str = rendered.get("ConfigMap", REDIS)["data"]["redis.conf"]
+        return [line for line in text.splitlines() if line.startswith("min-replicas")]
+
+    assert config(rendered_sets["redis-sentinel"]) == [
+        "min-replicas-to-write 1",
+        "min-replicas-max-lag 5",
+    ]
+    assert config(rendered_sets["defaults"]) == []
+    off = render(
+        [VALUES_DIR / "redis-sentinel.yaml"],
+        {"redis.sentinel.minReplicasToWrite": "0", "redis.sentinel.minReplicasMaxLag": "3"},
+    )
+    assert config(off) == ["min-replicas-to-write 0", "min-replicas-max-lag 3"]
+
+
+def test_the_prestop_runs_the_hand_over_file_with_the_settings(
+    rendered_sets: dict[str, Rendered],
+) -> None:
+    """The ConfigMap's handover.sh is files/redis/handover.sh unchanged (the reliability test
+    runs that file against a Docker Sentinel deployment), and the preStop gives it the other
+    pods' Sentinels, this pod's name, a pause bound of half the grace period and a wait for
+    the replicas of half down-after (a paused master does not answer the Sentinels' PUBLISH)."""
+    rendered = rendered_sets["redis-sentinel-tuned"]
+    text = (CHART_DIR / "files" / "redis" / "handover.sh").read_text()
+    assert scripts(rendered)["handover.sh"] == text
+    prestop = scripts(rendered)["prestop-redis.sh"]
+    assert "export HANDOVER_TIMEOUT_SECONDS=15\n" in prestop
+    assert "export HANDOVER_CATCHUP_MS=2500\n" in prestop
+    assert 'HANDOVER_ADDRESS="$ME:6379"' in prestop
+    assert '[ "$peer" = "$ME" ] || sentinels="$sentinels $peer:$SENTINEL_PORT"' in prestop
+    assert prestop.rstrip().endswith("exec /bin/sh /opt/storefront/scripts/handover.sh")
 
 
 @pytest.mark.parametrize("values_set", SENTINEL_SETS)

@@ -408,8 +408,9 @@ def test_sentinel_pods_elect_a_master_and_a_new_pod_0_follows_the_new_one(
     assert master is not None
     (other,) = [p for p in survivors if p is not master]
     assert master.redis("GET", "sf:order:1") == "paid"
-    assert master.redis("SET", "sf:order:2", "paid") == "OK"
     wait_for("the other replica follows the new master", lambda: replicating_from(other, master))
+    # min-replicas-to-write 1: the new master takes writes once a replica acknowledges it.
+    wait_for("a write is taken", lambda: master.redis("SET", "sf:order:2", "paid") == "OK")
 
     # A new pod 0 (empty volumes, another IP) asks the Sentinels, boots as a replica of the
     # new master instead of as a second master, and gets the data from it.

@@ -19,10 +19,12 @@ import contextlib
 import io
 import os
 import secrets
+import shutil
 import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import docker
@@ -37,6 +39,13 @@ DOWN_AFTER_MS: Final = 1000
 FAILOVER_TIMEOUT_MS: Final = 5000
 READY_TIMEOUT: Final = 30.0
 SENTINEL_CONFIG_PATH: Final = "/tmp/sentinel.conf"
+# The chart's planned hand-over (its Redis preStop runs this very file).
+HANDOVER_SCRIPT: Final = (
+    Path(__file__).parents[2] / "charts" / "storefront" / "files" / "redis" / "handover.sh"
+)
+# The local Redis image has no shell: the script runs with this machine's dash and sleep,
+# as the chart's container test runs the start scripts.
+HOST_TOOLS: Final = {"/bin/sh": "dash", "/usr/bin/sleep": "sleep"}
 
 
 @dataclass
@@ -153,6 +162,43 @@ class SentinelDeployment:
             if state["num-other-sentinels"] < len(self.sentinels) - 1:
                 return f"{sentinel.name} knows {state['num-other-sentinels']} other sentinels"
         return ""
+
+    def hand_over(self, timeout_seconds: int = 20, **settings: str) -> tuple[int, str]:
+        """Run the chart's hand-over script (HANDOVER_SCRIPT) against the current master, in
+        a container of the Redis image on the host network, as the preStop runs it in the
+        master's pod; (its exit status, its log). Every sentinel is asked (none is "this
+        pod's" here). `settings`: more of its environment (HANDOVER_CALL_TIMEOUT_SECONDS
+        ...)."""
+        master = self.current_master()
+        tools = {target: shutil.which(tool) for target, tool in HOST_TOOLS.items()}
+        missing = [HOST_TOOLS[target] for target, path in tools.items() if not path]
+        assert not missing, f"this machine lacks {missing} (Debian's dash and coreutils)"
+        volumes = {str(path): {"bind": target, "mode": "ro"} for target, path in tools.items()}
+        volumes[str(HANDOVER_SCRIPT)] = {"bind": "/handover.sh", "mode": "ro"}
+        container = self._docker.containers.run(
+            IMAGES["7"],
+            ["/bin/sh", "/handover.sh"],
+            name=f"{master.container.name}-handover-{secrets.token_hex(2)}",
+            network_mode="host",
+            volumes=volumes,
+            environment={
+                "REDISCLI_AUTH": self.password,
+                "REDIS_SENTINEL_PASSWORD": self.sentinel_password,
+                "HANDOVER_SENTINELS": " ".join(f"{LOOPBACK}:{s.port}" for s in self.sentinels),
+                "MASTER_SET": MASTER_NAME,
+                "HANDOVER_REDIS_HOST": LOOPBACK,
+                "HANDOVER_REDIS_PORT": str(master.port),
+                "HANDOVER_TIMEOUT_SECONDS": str(timeout_seconds),
+                **settings,
+            },
+            detach=True,
+        )
+        try:
+            status = container.wait(timeout=timeout_seconds * 2 + 10)["StatusCode"]
+            log = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+        return int(status), log
 
     def remove(self) -> None:
         for node in [*self.sentinels, *self.servers]:

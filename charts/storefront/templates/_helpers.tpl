@@ -248,6 +248,7 @@ redis-url
 {{- $messages := list -}}
 {{- $messages = append $messages (include "storefront.validateValues.redis" .) -}}
 {{- $messages = append $messages (include "storefront.validateValues.sentinel" .) -}}
+{{- $messages = append $messages (include "storefront.validateValues.minReplicas" .) -}}
 {{- range $component := list "inventory" "checkout" -}}
 {{- $messages = append $messages (include "storefront.validateValues.autoscaling" (dict "context" $ "component" $component)) -}}
 {{- end -}}
@@ -304,6 +305,17 @@ storefront: redis.sentinel.quorum
     redis.sentinel.quorum ({{ $sentinel.quorum }}) is above redis.sentinel.replicas ({{ $sentinel.replicas }}):
     no failover could ever be agreed. A majority is usual:
     --set redis.sentinel.quorum={{ add1 (div (int $sentinel.replicas) 2) }}
+{{- end -}}
+{{- end -}}
+
+{{/* Validation: in sentinel mode, min-replicas-to-write is a number of replicas a master can have. */}}
+{{- define "storefront.validateValues.minReplicas" -}}
+{{- $sentinel := .Values.redis.sentinel -}}
+{{- if and (include "storefront.redis.sentinelMode" .) (ge (int $sentinel.minReplicasToWrite) (int $sentinel.replicas)) -}}
+storefront: redis.sentinel.minReplicasToWrite
+    redis.sentinel.minReplicasToWrite ({{ $sentinel.minReplicasToWrite }}) is not below redis.sentinel.replicas ({{ $sentinel.replicas }}):
+    a master has at most {{ sub (int $sentinel.replicas) 1 }} replicas, so it would refuse every write:
+    --set redis.sentinel.minReplicasToWrite=1
 {{- end -}}
 {{- end -}}
 
