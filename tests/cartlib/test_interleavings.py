@@ -135,7 +135,7 @@ def as_dict(flat: Any) -> dict[str, int]:
 
 
 def reserved_key(keys: Keys) -> str:
-    """The README's key layout: units held by pending checkouts, per item."""
+    """The key layout of docs/design.md: units held by pending checkouts, per item."""
     return f"{keys.prefix}stock:reserved"
 
 

@@ -4,7 +4,7 @@ lines restored into a cart that changed meanwhile, an Idempotency-Key reused wit
 request or after a 409, and what declined checkouts leave behind. (The random schedules of
 `test_interleavings.py` cover every other order of the same events.)
 
-Only the public API and the README's key layout are used, so the tests read the same
+Only the public API and the key layout of docs/design.md are used, so the tests read the same
 against the version before the fixes, which each of them failed.
 """
 
@@ -301,4 +301,4 @@ async def test_a_declined_checkout_leaves_no_order_behind(
     assert (await pay(stores, "tok_declined")).status_code == 402
     after: set[bytes] = set(await raw_redis.keys("*"))  # type: ignore[arg-type]
     left = {key.decode() for key in after - before}
-    assert left == {f"sf:declines:{{{SESSION}}}"}  # the README's key layout
+    assert left == {f"sf:declines:{{{SESSION}}}"}  # the key layout of docs/design.md

@@ -1,5 +1,5 @@
 """The chart's `config.*` defaults are the services' own defaults (cartlib/settings.py): a
-deployment from the chart runs with what the README's configuration table says."""
+deployment from the chart runs with what docs/configuration.md says."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ def test_a_sentinel_master_needs_a_recent_replica_to_write(
     rendered_sets: dict[str, Rendered], render: Render
 ) -> None:
     """min-replicas-to-write 1 and min-replicas-max-lag 5 by default in sentinel mode (the
-    README's Reliability section has the measurements); none standalone, which has no
+    docs/reliability.md has the measurements); none standalone, which has no
     replica."""
 
     def config(rendered: Rendered) -> list[str]:

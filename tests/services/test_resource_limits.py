@@ -20,7 +20,7 @@ KEYS = Keys()
 
 
 async def stock_items(redis_url: str, item_ids: list[str]) -> None:
-    """Put items straight into the catalog and stock hashes (the key layout is the README's):
+    """Put items straight into the catalog and stock hashes (the key layout is docs/design.md's):
     a thousand admin calls would only slow the test down."""
     client = aioredis.Redis.from_url(redis_url)
     try:
