@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from time import monotonic, perf_counter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from prometheus_client.metrics import Histogram
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -42,7 +43,18 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.ReadOnlyError,
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,  # includes MasterDownError
+    # Cluster: CLUSTERDOWN and MASTERDOWN (a failover under way), redirects that did not
+    # settle (ClusterError), a slot no node serves yet, no seed node reachable.
+    redis_errors.ClusterError,  # includes ClusterDownError, MasterDownError
+    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterUnreachableError,
+)
+# What a Redis call may raise: redis-py's cluster client raises the last two outside
+# RedisError.
+REDIS_ERRORS: Final = (
+    redis_errors.RedisError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterUnreachableError,
 )
 
 
@@ -166,9 +178,28 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
         await self.sentinel_manager.aclose()
 
 
+class StoreCluster(RedisCluster):
+    """redis-py's asyncio cluster client, retrying only what cannot have run.
+
+    redis-py retries a command after a TimeoutError too, refreshing the topology; a script
+    that timed out may have run, and running a cart increment twice is a lost-update bug of
+    its own (as standalone, where only connection errors are retried). CLUSTERDOWN and an
+    uncovered slot mean the command was refused: retried. MOVED, ASK and TRYAGAIN are
+    redis-py's own redirect loop.
+    """
+
+    # A shorter tuple than redis-py's declared type (it types the tuple's exact members).
+    ERRORS_ALLOW_RETRY = (  # type: ignore[assignment]
+        redis_errors.ConnectionError,
+        redis_errors.ClusterDownError,
+        redis_errors.SlotNotCoveredError,
+    )
+
+
 def create_redis(settings: Settings) -> Redis:
     """A client with a bounded pool, timeouts, and bounded retries of connection errors:
-    through Sentinel when REDIS_SENTINELS is set, else to the server at REDIS_URL."""
+    to the cluster of REDIS_CLUSTER_NODES, through Sentinel when REDIS_SENTINELS is set, else
+    to the server at REDIS_URL."""
     retry = Retry(
         ExponentialWithJitterBackoff(
             base=settings.redis_backoff_base, cap=settings.redis_backoff_cap
@@ -193,6 +224,8 @@ def create_redis(settings: Settings) -> Redis:
     from_url: dict[str, Any] = dict(parse_url(settings.redis_url.get_secret_value()))
     if settings.redis_password is not None:
         from_url["password"] = settings.redis_password.get_secret_value()
+    if settings.uses_cluster:
+        return _cluster_client(settings, options, from_url)
     pool: ConnectionPool
     if settings.uses_sentinel:
         pool = _sentinel_pool(settings, options, from_url)
@@ -200,6 +233,34 @@ def create_redis(settings: Settings) -> Redis:
         pool = BlockingConnectionPool(**{**options, **from_url})
     metrics.watch_pool(pool)
     return Redis.from_pool(pool)
+
+
+def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[str, Any]) -> Redis:
+    """The cluster client. From REDIS_URL only the user, password and TLS apply: the seeds
+    say where the nodes are, and a cluster has database 0 only.
+
+    Its pools are one per node, of `max_connections` each; redis-py's cluster pools do not
+    wait for a free connection (MaxConnectionsError, a 503, instead of REDIS_POOL_TIMEOUT).
+    The client serves the same commands as `Redis`, so the stores take it as one.
+    """
+    if from_url.get("db", 0) not in (0, "0"):
+        raise ValueError("REDIS_CLUSTER_NODES works with database 0 only (REDIS_URL's /db)")
+    tls = "connection_class" in from_url and from_url["connection_class"].__name__.startswith("SSL")
+    seeds = [ClusterNode(host, port) for host, port in settings.redis_cluster_nodes]
+    cluster = StoreCluster(
+        startup_nodes=seeds,
+        username=from_url.get("username"),
+        password=from_url.get("password"),
+        ssl=tls,
+        max_connections=options["max_connections"],
+        socket_connect_timeout=options["socket_connect_timeout"],
+        socket_timeout=options["socket_timeout"],
+        socket_keepalive=True,
+        health_check_interval=options["health_check_interval"],
+        retry=options["retry"],
+        client_name=options["client_name"],
+    )
+    return cast(Redis, cluster)
 
 
 def _sentinel_pool(
@@ -233,14 +294,14 @@ def _sentinel_pool(
     )
 
 
-def translated(exc: redis_errors.RedisError) -> CartError:
+def translated(exc: Exception) -> CartError:
     """The cartlib error for a redis-py error: `StoreUnavailable` (503) or `StoreError`."""
     if isinstance(exc, UNAVAILABLE_ERRORS) or _is_busy(exc):
         return StoreUnavailable()
     return StoreError()
 
 
-def _is_busy(exc: redis_errors.RedisError) -> bool:
+def _is_busy(exc: Exception) -> bool:
     # "BUSY Redis is busy running a script": another client's script has run past
     # busy-reply-threshold, and Redis answers everyone else BUSY until it ends or SCRIPT KILL.
     # redis-py has no class for it (a plain ResponseError), yet it means "try again shortly".
@@ -253,7 +314,7 @@ def translate_errors() -> Iterator[None]:
     """Re-raise redis-py errors as cartlib errors (see `translated`), `from` the original."""
     try:
         yield
-    except redis_errors.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise translated(exc) from exc
 
 
@@ -276,7 +337,7 @@ async def call(command: str, awaitable: Awaitable[Any]) -> Any:
     # costs about a microsecond per call, and this runs on every Redis call.
     try:
         return await awaitable
-    except redis_errors.RedisError as exc:
+    except REDIS_ERRORS as exc:
         metrics.REDIS_ERRORS.labels(command, type(exc).__name__).inc()
         raise translated(exc) from exc
     finally:

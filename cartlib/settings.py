@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     redis_sentinel_master: str = Field(default="storefront", min_length=1)
     redis_sentinel_password: SecretStr | None = None
 
+    # Cluster mode: seed nodes of a Redis Cluster (or Valkey cluster), comma-separated
+    # host:port; empty means standalone or Sentinel. The client learns the other nodes and
+    # the slots from them (see docs/cluster.md for the key layout and the checkout protocol).
+    redis_cluster_nodes: Annotated[tuple[SentinelAddress, ...], NoDecode] = ()
+
     # Durability of paid orders: a checkout is acknowledged only after WAIT confirms this many
     # replicas have it. None means 1 with Sentinel (a failover must not lose an acknowledged
     # order), 0 standalone (there is no replica to wait for).
@@ -103,13 +108,22 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=16 * 1024 * 1024)
 
-    @field_validator("redis_sentinels", mode="before")
+    @field_validator("redis_sentinels", "redis_cluster_nodes", mode="before")
     @classmethod
     def _parse_sentinels(cls, value: object) -> object:
         return parse_sentinel_addresses(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _resolve_durability(self) -> Self:
+        if self.redis_sentinels and self.redis_cluster_nodes:
+            raise ValueError(
+                "REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: choose one (a Redis "
+                "Cluster fails over by itself and has no sentinels)"
+            )
+        if self.redis_cluster_nodes and self.redis_wait_replicas:
+            # WAIT answers for the connection's own writes, and redis-py's cluster client sends
+            # it to every master on connections of their own: not supported there yet.
+            raise ValueError("REDIS_WAIT_REPLICAS is not supported with REDIS_CLUSTER_NODES yet")
         if self.redis_wait_replicas is None:
             self.redis_wait_replicas = 1 if self.redis_sentinels else 0
         if self.redis_wait_timeout_ms >= self.redis_socket_timeout * 1000:
@@ -123,6 +137,10 @@ class Settings(BaseSettings):
     @property
     def uses_sentinel(self) -> bool:
         return bool(self.redis_sentinels)
+
+    @property
+    def uses_cluster(self) -> bool:
+        return bool(self.redis_cluster_nodes)
 
     @property
     def wait_replicas(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -10,9 +11,10 @@ from cartlib.auth import SessionTokens
 from cartlib.cache import Cache
 from cartlib.carts import CartStore
 from cartlib.catalog import Catalog
-from cartlib.keys import Keys
+from cartlib.keys import ClusterKeys, Keys
 from cartlib.orders import OrderStore
 from cartlib.redis import call, create_redis
+from cartlib.saga import ClusterOrderStore
 from cartlib.settings import Settings
 
 
@@ -28,7 +30,34 @@ class Stores:
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis | None = None) -> Stores:
         redis = redis if redis is not None else create_redis(settings)
-        keys = Keys(settings.redis_key_prefix)
+        cluster = settings.uses_cluster
+        keys = (
+            ClusterKeys(settings.redis_key_prefix) if cluster else Keys(settings.redis_key_prefix)
+        )
+        catalog = Catalog(
+            redis,
+            keys=keys,
+            cache=Cache(redis, keys=keys, namespace="catalog"),
+            listing_ttl_seconds=settings.catalog_cache_ttl_seconds,
+            cluster=cluster,
+        )
+        order_options: dict[str, Any] = {
+            "cart_ttl_seconds": settings.cart_ttl_seconds,
+            "idempotency_ttl_seconds": settings.idempotency_ttl_seconds,
+            "checkout_timeout_seconds": settings.checkout_timeout_seconds,
+            "stream_maxlen": settings.orders_stream_maxlen,
+            "wait_replicas": settings.wait_replicas,
+            "wait_timeout_ms": settings.redis_wait_timeout_ms,
+            "max_quantity": settings.cart_max_quantity,
+            "max_lines": settings.cart_max_lines,
+            "max_declines": settings.checkout_max_declines,
+            "decline_window_seconds": settings.checkout_decline_window_seconds,
+        }
+        orders = (
+            ClusterOrderStore(redis, keys=keys, **order_options)
+            if isinstance(keys, ClusterKeys)
+            else OrderStore(redis, keys=keys, **order_options)
+        )
         return cls(
             settings=settings,
             redis=redis,
@@ -41,27 +70,10 @@ class Stores:
                 ttl_seconds=settings.cart_ttl_seconds,
                 max_quantity=settings.cart_max_quantity,
                 max_lines=settings.cart_max_lines,
+                availability=catalog.availability,
             ),
-            catalog=Catalog(
-                redis,
-                keys=keys,
-                cache=Cache(redis, keys=keys, namespace="catalog"),
-                listing_ttl_seconds=settings.catalog_cache_ttl_seconds,
-            ),
-            orders=OrderStore(
-                redis,
-                keys=keys,
-                cart_ttl_seconds=settings.cart_ttl_seconds,
-                idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-                checkout_timeout_seconds=settings.checkout_timeout_seconds,
-                stream_maxlen=settings.orders_stream_maxlen,
-                wait_replicas=settings.wait_replicas,
-                wait_timeout_ms=settings.redis_wait_timeout_ms,
-                max_quantity=settings.cart_max_quantity,
-                max_lines=settings.cart_max_lines,
-                max_declines=settings.checkout_max_declines,
-                decline_window_seconds=settings.checkout_decline_window_seconds,
-            ),
+            catalog=catalog,
+            orders=orders,
         )
 
     async def ping(self) -> None:
