@@ -6,6 +6,7 @@ cartlib's, so no redis-py error ever reaches a route.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
@@ -195,6 +196,26 @@ class StoreCluster(RedisCluster):
         redis_errors.SlotNotCoveredError,
     )
 
+    def __init__(self, *args: Any, pool_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # redis-py's cluster pools raise at once when a node's connections are all in use;
+        # standalone, a request waits up to REDIS_POOL_TIMEOUT for one. The same here: at
+        # most max_connections commands in flight, a newcomer waits for a free place.
+        self._in_flight = asyncio.Semaphore(kwargs["max_connections"])
+        self._pool_timeout = pool_timeout
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            await asyncio.wait_for(self._in_flight.acquire(), self._pool_timeout)
+        except TimeoutError:
+            raise redis_errors.MaxConnectionsError(
+                "no free connection within REDIS_POOL_TIMEOUT"
+            ) from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._in_flight.release()
+
 
 def create_redis(settings: Settings) -> Redis:
     """A client with a bounded pool, timeouts, and bounded retries of connection errors:
@@ -239,8 +260,8 @@ def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[
     """The cluster client. From REDIS_URL only the user, password and TLS apply: the seeds
     say where the nodes are, and a cluster has database 0 only.
 
-    Its pools are one per node, of `max_connections` each; redis-py's cluster pools do not
-    wait for a free connection (MaxConnectionsError, a 503, instead of REDIS_POOL_TIMEOUT).
+    Its pools are one per node, of `max_connections` each, and at most `max_connections`
+    commands are in flight in all (see `StoreCluster`).
     The client serves the same commands as `Redis`, so the stores take it as one.
     """
     if from_url.get("db", 0) not in (0, "0"):
@@ -253,6 +274,7 @@ def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[
         password=from_url.get("password"),
         ssl=tls,
         max_connections=options["max_connections"],
+        pool_timeout=options["timeout"],
         socket_connect_timeout=options["socket_connect_timeout"],
         socket_timeout=options["socket_timeout"],
         socket_keepalive=True,
