@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -41,6 +42,8 @@ from tests.cartlib.test_interleavings import (
     reaper,
     shopper,
 )
+from tests.services._stack import running_stack
+from tests.services.conftest import Shop
 
 pytestmark = pytest.mark.docker
 
@@ -523,3 +526,33 @@ def test_every_session_bucket_is_a_slot_of_its_own_tag() -> None:
         )
     }
     assert len(tagged) == 1
+
+
+# --- both services, as processes, on the cluster -----------------------------------------------
+
+
+async def test_the_shop_flow_over_http_with_both_services_on_the_cluster(
+    cluster: ClusterDeployment,
+) -> None:
+    prefix = f"h{secrets.token_hex(3)}:"
+    environment = {
+        "REDIS_CLUSTER_NODES": cluster.seeds,
+        "REDIS_PASSWORD": cluster.password,
+        "REDIS_KEY_PREFIX": prefix,
+    }
+    with running_stack("redis://ignored:6379/0", **environment) as stack:
+        async with httpx.AsyncClient(timeout=30) as http:
+            shop = Shop(stack, http)
+            await shop.put_item("mug", stock=5, price_cents=1299)
+            auth = await shop.new_session()
+            assert (await shop.add(auth, "mug", 2)).status_code == 201
+            assert (await shop.add(auth, "badger-plush")).status_code == 201  # the seeded catalog
+            assert (await shop.add(auth, "nothing-such")).status_code == 404
+            paid = await shop.pay(auth, key="k-1")
+            assert paid.status_code == 200, paid.text
+            order = paid.json()["order"]
+            assert (await shop.pay(auth, key="k-1")).json() == paid.json()
+            fetched = await http.get(f"{shop.checkout}/orders/{order['id']}", headers=auth)
+            assert fetched.json() == order
+            assert (await http.get(f"{shop.inventory}/items/mug")).json()["stock"] == 3
+            assert (await shop.cart(auth)).json()["items"] == []
