@@ -482,6 +482,9 @@ class OrderStore:
             raise CheckoutExpired()
         return "paid", response
 
+    async def aclose(self) -> None:
+        """Close what the store opened besides the shared client (nothing standalone)."""
+
     def _order_key(self, session_id: str, order_id: str) -> str:
         """The order's hash (cluster mode puts it in its session's slot)."""
         return self._keys.order(order_id)

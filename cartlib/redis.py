@@ -217,11 +217,8 @@ class StoreCluster(RedisCluster):
             self._in_flight.release()
 
 
-def create_redis(settings: Settings) -> Redis:
-    """A client with a bounded pool, timeouts, and bounded retries of connection errors:
-    to the cluster of REDIS_CLUSTER_NODES, through Sentinel when REDIS_SENTINELS is set, else
-    to the server at REDIS_URL."""
-    retry = Retry(
+def _connection_retry(settings: Settings) -> Retry:
+    return Retry(
         ExponentialWithJitterBackoff(
             base=settings.redis_backoff_base, cap=settings.redis_backoff_cap
         ),
@@ -231,6 +228,13 @@ def create_redis(settings: Settings) -> Redis:
         # known yet" during a failover: MasterNotFoundError is a ConnectionError).
         supported_errors=(redis_errors.ConnectionError,),
     )
+
+
+def create_redis(settings: Settings) -> Redis:
+    """A client with a bounded pool, timeouts, and bounded retries of connection errors:
+    to the cluster of REDIS_CLUSTER_NODES, through Sentinel when REDIS_SENTINELS is set, else
+    to the server at REDIS_URL."""
+    retry = _connection_retry(settings)
     options: dict[str, Any] = {
         "max_connections": settings.redis_max_connections,
         "timeout": settings.redis_pool_timeout,
@@ -283,6 +287,33 @@ def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[
         client_name=options["client_name"],
     )
     return cast(Redis, cluster)
+
+
+def create_node_client(settings: Settings, host: str, port: int) -> Redis:
+    """A plain client of one cluster node, for what must run on one connection to the master
+    that owns a slot (a write and its WAIT: `cartlib.durability.ClusterReplicatedWrites`).
+    Same timeouts, retries and TLS as the cluster client; a small blocking pool."""
+    from_url: dict[str, Any] = dict(parse_url(settings.redis_url.get_secret_value()))
+    if settings.redis_password is not None:
+        from_url["password"] = settings.redis_password.get_secret_value()
+    kept = {
+        key: from_url[key]
+        for key in ("username", "password", "connection_class")
+        if key in from_url
+    }
+    pool = BlockingConnectionPool(
+        host=host,
+        port=port,
+        max_connections=max(1, settings.redis_max_connections // 4),
+        timeout=settings.redis_pool_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_keepalive=True,
+        retry=_connection_retry(settings),
+        client_name="storefront",
+        **kept,
+    )
+    return Redis.from_pool(pool)
 
 
 def _sentinel_pool(

@@ -34,9 +34,11 @@ import orjson
 from redis.asyncio import Redis
 
 from cartlib import metrics
+from cartlib.durability import ClusterReplicatedWrites, NodeClient, ReplicatedScript
 from cartlib.errors import (
     CheckoutExpired,
     EmptyCart,
+    NotReplicated,
     PaymentDeclined,
     StoreError,
     StoreUnavailable,
@@ -60,7 +62,7 @@ from cartlib.orders import (
     error_body,
 )
 from cartlib.redis import call
-from cartlib.scripts import LuaScript
+from cartlib.scripts import LuaScript, ScriptArg
 
 logger = logging.getLogger("storefront.orders")
 
@@ -71,9 +73,34 @@ _REAP_BATCH = 100
 class ClusterOrderStore(OrderStore):
     """`OrderStore` for cluster mode: same API and answers, the checkout run as a saga."""
 
-    def __init__(self, redis: Redis, *, keys: ClusterKeys, **options: Any) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        keys: ClusterKeys,
+        node_client: NodeClient | None = None,
+        **options: Any,
+    ) -> None:
+        """`node_client(host, port)`: a plain client of one master, needed when
+        `wait_replicas` > 0 (see `ClusterReplicatedWrites`)."""
         super().__init__(redis, keys=keys, **options)
         self._ckeys = keys
+        self._cluster_writes: ClusterReplicatedWrites | None = None
+        self._commit_replicated: ReplicatedScript | None = None
+        self._finish_replicated: ReplicatedScript | None = None
+        if self._replicated is not None:
+            if node_client is None:
+                raise ValueError("wait_replicas > 0 in cluster mode needs node_client")
+            writes = ClusterReplicatedWrites(
+                redis,
+                replicas=self._replicated.replicas,
+                timeout_ms=options.get("wait_timeout_ms", 500),
+                node_client=node_client,
+            )
+            # Replays of a paid response confirm it on the owner's connection too.
+            self._replicated = self._cluster_writes = writes
+            self._commit_replicated = writes.script("saga_commit")
+            self._finish_replicated = writes.script("saga_finish", prelude="checkout_prelude")
         self._saga_begin = LuaScript(redis, "saga_begin")
         self._saga_reserve = LuaScript(redis, "saga_reserve", prelude="stock_prelude")
         self._saga_commit = LuaScript(redis, "saga_commit")
@@ -169,10 +196,24 @@ class ClusterOrderStore(OrderStore):
             cancelled = await self._give_back(payment, order_id, "declined", remember=response)
             return "declined", CheckoutResponse.recall(cancelled) if cancelled else response
 
-        committed, *_ = await self._saga_commit(
-            [keys.reservation(order_id), keys.stock, keys.reserved, keys.orders_stream],
-            [order_id, _now_ms(), self._stream_maxlen, payment.request_id, self._reservation_ttl],
-        )
+        commit_keys = [keys.reservation(order_id), keys.stock, keys.reserved, keys.orders_stream]
+        commit_args: list[ScriptArg] = [
+            order_id,
+            _now_ms(),
+            self._stream_maxlen,
+            payment.request_id,
+            self._reservation_ttl,
+        ]
+        if self._commit_replicated is None:
+            committed, *_ = await self._saga_commit(commit_keys, commit_args)
+        else:
+            (committed, *_), acknowledged = await self._commit_replicated(commit_keys, commit_args)
+            if committed == b"committed" and acknowledged < self._commit_replicated.replicas:
+                # The sale is not on a replica yet: a failover could undo it after the order
+                # is acknowledged. The order stays pending; a retry of the key (or the
+                # reaper) finishes it, and confirms it again.
+                metrics.WAIT_SHORTFALLS_BY_STEP["checkout"].inc()
+                raise NotReplicated()
         if committed == b"out_of_stock":
             logger.warning(
                 "payment approved for an order no longer in stock: reconcile it with the "
@@ -208,21 +249,26 @@ class ClusterOrderStore(OrderStore):
                 {"message": THANKS, "order": _order(order_id, priced, total_cents, "paid")}
             ),
         )
-        outcome, *_ = await self._saga_finish(
-            [
-                keys.session_order(session_id, order_id),
-                keys.session_pending(session_id),
-                *([idempotency] if idempotency else []),
-            ],
-            [
-                order_id,
-                _now_ms(),
-                response.remembered(),
-                self._idempotency_ttl,
-                priced,
-                total_cents,
-            ],
-        )
+        finish_keys = [
+            keys.session_order(session_id, order_id),
+            keys.session_pending(session_id),
+            *([idempotency] if idempotency else []),
+        ]
+        finish_args: list[ScriptArg] = [
+            order_id,
+            _now_ms(),
+            response.remembered(),
+            self._idempotency_ttl,
+            priced,
+            total_cents,
+        ]
+        if self._finish_replicated is None:
+            outcome, *_ = await self._saga_finish(finish_keys, finish_args)
+        else:
+            (outcome, *_), acknowledged = await self._finish_replicated(finish_keys, finish_args)
+            if outcome == b"paid" and acknowledged < self._finish_replicated.replicas:
+                metrics.WAIT_SHORTFALLS_BY_STEP["checkout"].inc()
+                raise NotReplicated()
         if outcome != b"paid":
             # Cancelled while its units were sold: cannot happen unless the order's hash was
             # changed by hand; the sale is in the stream.
@@ -286,6 +332,10 @@ class ClusterOrderStore(OrderStore):
         _log_left_out(session_id, order_id, reply[0])
         remembered: bytes = reply[1]
         return remembered
+
+    async def aclose(self) -> None:
+        if self._cluster_writes is not None:
+            await self._cluster_writes.aclose()
 
     async def release_expired(self, now_ms: int | None = None) -> int:
         """Repair checkouts pending past the timeout; returns how many it ended.

@@ -82,8 +82,8 @@ class Settings(BaseSettings):
     redis_cluster_nodes: Annotated[tuple[SentinelAddress, ...], NoDecode] = ()
 
     # Durability of paid orders: a checkout is acknowledged only after WAIT confirms this many
-    # replicas have it. None means 1 with Sentinel (a failover must not lose an acknowledged
-    # order), 0 standalone (there is no replica to wait for).
+    # replicas have it. None means 1 with Sentinel or a cluster (a failover must not lose an
+    # acknowledged order), 0 standalone (there is no replica to wait for).
     redis_wait_replicas: int | None = Field(default=None, ge=0, le=16)
     # Below the socket timeout, so a WAIT that runs out answers "too few replicas" rather
     # than a socket timeout. 0 would mean "wait forever" to Redis: refused.
@@ -120,12 +120,9 @@ class Settings(BaseSettings):
                 "REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: choose one (a Redis "
                 "Cluster fails over by itself and has no sentinels)"
             )
-        if self.redis_cluster_nodes and self.redis_wait_replicas:
-            # WAIT answers for the connection's own writes, and redis-py's cluster client sends
-            # it to every master on connections of their own: not supported there yet.
-            raise ValueError("REDIS_WAIT_REPLICAS is not supported with REDIS_CLUSTER_NODES yet")
         if self.redis_wait_replicas is None:
-            self.redis_wait_replicas = 1 if self.redis_sentinels else 0
+            # A cluster master has replicas, as a Sentinel master has.
+            self.redis_wait_replicas = 1 if self.redis_sentinels or self.redis_cluster_nodes else 0
         if self.redis_wait_timeout_ms >= self.redis_socket_timeout * 1000:
             raise ValueError(
                 f"redis_wait_timeout_ms ({self.redis_wait_timeout_ms}) must be below "

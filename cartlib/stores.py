@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from cartlib.carts import CartStore
 from cartlib.catalog import Catalog
 from cartlib.keys import ClusterKeys, Keys
 from cartlib.orders import OrderStore
-from cartlib.redis import call, create_redis
+from cartlib.redis import call, create_node_client, create_redis
 from cartlib.saga import ClusterOrderStore
 from cartlib.settings import Settings
 
@@ -54,7 +55,12 @@ class Stores:
             "decline_window_seconds": settings.checkout_decline_window_seconds,
         }
         orders = (
-            ClusterOrderStore(redis, keys=keys, **order_options)
+            ClusterOrderStore(
+                redis,
+                keys=keys,
+                node_client=functools.partial(create_node_client, settings),
+                **order_options,
+            )
             if isinstance(keys, ClusterKeys)
             else OrderStore(redis, keys=keys, **order_options)
         )
@@ -81,4 +87,5 @@ class Stores:
         await call("PING", self.redis.ping())
 
     async def aclose(self) -> None:
+        await self.orders.aclose()
         await self.redis.aclose()

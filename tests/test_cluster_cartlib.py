@@ -10,7 +10,7 @@ import asyncio
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -74,8 +74,23 @@ async def client(cluster: ClusterDeployment) -> AsyncIterator[Redis]:
     await redis_client.aclose()
 
 
-def stores_for(settings: Settings, client: Redis) -> Stores:
-    return Stores.from_settings(settings, redis=client)
+StoresFor = Callable[[Settings, Redis], Stores]
+
+
+@pytest.fixture
+async def stores_for() -> AsyncIterator[StoresFor]:
+    """Stores on a shared client, as one service process has; what they open besides the
+    client (the per-master clients of WAIT) is closed after the test."""
+    opened: list[Stores] = []
+
+    def build(settings: Settings, client: Redis) -> Stores:
+        stores = Stores.from_settings(settings, redis=client)
+        opened.append(stores)
+        return stores
+
+    yield build
+    for stores in opened:
+        await stores.orders.aclose()
 
 
 class Approve:
@@ -169,14 +184,14 @@ def test_cluster_and_sentinels_together_are_refused() -> None:
         make_settings("redis://x:6379/0", redis_cluster_nodes="a:7000", redis_sentinels="b:26379")
     settings = make_settings("redis://x:6379/0", redis_cluster_nodes="a:7000,[::1]:7001")
     assert settings.redis_cluster_nodes == (("a", 7000), ("::1", 7001))
-    assert settings.uses_cluster and settings.wait_replicas == 0
+    assert settings.uses_cluster and settings.wait_replicas == 1  # a cluster has replicas
 
 
 # --- cart operations -------------------------------------------------------------------------
 
 
 async def test_a_thousand_concurrent_adds_to_one_cart_give_a_thousand_in_one_round_trip_each(
-    cluster: ClusterDeployment, client: Redis, stats: MasterStats
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis, stats: MasterStats
 ) -> None:
     settings = cluster_settings(cluster, cart_max_quantity=100_000)
     stores = stores_for(settings, client)
@@ -206,7 +221,7 @@ async def test_a_thousand_concurrent_adds_to_one_cart_give_a_thousand_in_one_rou
 
 
 async def test_an_add_is_checked_against_the_snapshot_and_checkout_has_the_last_word(
-    cluster: ClusterDeployment, client: Redis
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
 ) -> None:
     stores = stores_for(cluster_settings(cluster, catalog_cache_ttl_seconds=3600), client)
     with pytest.raises(CartError, match="not found"):
@@ -233,7 +248,7 @@ async def test_an_add_is_checked_against_the_snapshot_and_checkout_has_the_last_
 
 
 async def test_n_units_sell_exactly_n_under_contention(
-    cluster: ClusterDeployment, client: Redis, stats: MasterStats
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis, stats: MasterStats
 ) -> None:
     stores = stores_for(cluster_settings(cluster), client)
     keys = keys_of(stores)
@@ -267,10 +282,15 @@ async def test_n_units_sell_exactly_n_under_contention(
         assert cart == ([] if response.status_code == 200 else [{"id": "cap", "quantity": 1}])
     # A paid checkout: 4 scripts (A, B on the stock slot, C, D); a shortage: 3 (A, B, undo A).
     assert commands.get("evalsha") == 20 * 4 + 40 * 3, commands
+    # WAIT (the cluster default, REDIS_WAIT_REPLICAS=1) after C and D, each pipelined with
+    # its script on the owner's connection: no round trip of its own.
+    assert commands.get("wait") == 20 * 2, commands
     assert not set(commands) & EXTRA_ROUND_TRIPS, commands
 
 
-async def test_one_cart_gives_one_order(cluster: ClusterDeployment, client: Redis) -> None:
+async def test_one_cart_gives_one_order(
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
+) -> None:
     stores = stores_for(cluster_settings(cluster), client)
     keys = keys_of(stores)
     await put(stores, "pen", 100)
@@ -290,7 +310,7 @@ async def test_one_cart_gives_one_order(cluster: ClusterDeployment, client: Redi
 
 
 async def test_a_retried_key_replays_and_another_payment_on_it_is_refused(
-    cluster: ClusterDeployment, client: Redis
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
 ) -> None:
     stores = stores_for(cluster_settings(cluster), client)
     keys = keys_of(stores)
@@ -316,7 +336,7 @@ async def test_a_retried_key_replays_and_another_payment_on_it_is_refused(
 
 
 async def test_a_declined_checkout_gives_everything_back(
-    cluster: ClusterDeployment, client: Redis
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
 ) -> None:
     stores = stores_for(cluster_settings(cluster), client)
     keys = keys_of(stores)
@@ -349,14 +369,18 @@ def die_before(stores: Stores, step: str, payments: Approve) -> None:
 
     if step == "charge":
         payments.charge = dead  # type: ignore[method-assign]
-    else:
-        setattr(stores.orders, step, dead)
+        return
+    setattr(stores.orders, step, dead)
+    # With WAIT (the cluster default) steps C and D run with it, pipelined.
+    replicated = step.replace("_saga_", "_") + "_replicated"
+    if getattr(stores.orders, replicated, None) is not None:
+        setattr(stores.orders, replicated, dead)
 
 
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("repair", ["reaper", "retry"])
 async def test_a_process_dying_between_steps_is_repaired_with_no_unit_lost_or_invented(
-    cluster: ClusterDeployment, client: Redis, step: str, repair: str
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis, step: str, repair: str
 ) -> None:
     settings = cluster_settings(cluster)
     dying = stores_for(settings, client)
@@ -448,7 +472,7 @@ async def auditor(client: Redis, keys: ClusterKeys, run: Run) -> None:
 
 
 async def test_stock_and_caps_hold_under_random_interleavings_in_cluster_mode(
-    cluster: ClusterDeployment, client: Redis
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
 ) -> None:
     paid = declined = expired = 0
     for seed in range(1, SCHEDULES + 1):
@@ -556,3 +580,80 @@ async def test_the_shop_flow_over_http_with_both_services_on_the_cluster(
             assert fetched.json() == order
             assert (await http.get(f"{shop.inventory}/items/mug")).json()["stock"] == 3
             assert (await shop.cart(auth)).json()["items"] == []
+
+
+# --- a master killed during traffic (last: it leaves the cluster healed, roles swapped) --------
+
+
+async def test_killing_the_stock_master_during_checkouts_loses_no_acknowledged_order(
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
+) -> None:
+    stores = stores_for(cluster_settings(cluster, checkout_timeout_seconds=5), client)
+    keys = keys_of(stores)
+    await put(stores, "mug", 100_000)
+    acknowledged: dict[str, str] = {}  # order id -> session
+    answers: dict[int, int] = {}
+    after_restart = 0
+    phase = {"restarted": False, "stop": False}
+
+    async def shopper(name: str) -> None:
+        nonlocal after_restart
+        attempt = 0
+        while not phase["stop"]:
+            attempt += 1
+            session, key, units = f"{name}-{attempt}", f"{name}-key-{attempt}", 1 + attempt % 3
+            try:
+                await stores.carts.add(session, "mug", units)
+            except CartError as error:
+                assert error.status_code == 503, error  # never anything but a retriable 503
+                await asyncio.sleep(0.05)
+                continue
+            for _ in range(40):  # a client retrying its key until it gets an answer
+                try:
+                    response = await stores.orders.checkout(
+                        session, payment_token="tok_visa", processor=Approve(), idempotency_key=key
+                    )
+                except CartError as error:
+                    assert error.status_code == 503, error
+                    answers[503] = answers.get(503, 0) + 1
+                    await asyncio.sleep(0.1)
+                    continue
+                answers[response.status_code] = answers.get(response.status_code, 0) + 1
+                if response.status_code == 200:
+                    acknowledged[orjson.loads(response.body)["order"]["id"]] = session
+                    after_restart += phase["restarted"]
+                break
+
+    workers = [asyncio.create_task(shopper(f"w{n}")) for n in range(8)]
+    await asyncio.sleep(1.0)
+    owner_port = int(client.get_node_from_key(keys.stock).port)  # type: ignore[attr-defined]
+    owner = next(node for node in cluster.nodes if node.port == owner_port)
+    await asyncio.to_thread(owner.kill)
+    await asyncio.to_thread(cluster.wait_until_ok, masters=3, replicated=False)
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(owner.start)
+    await asyncio.to_thread(cluster.wait_until_ok, masters=3)
+    phase["restarted"] = True
+    await asyncio.sleep(1.5)
+    phase["stop"] = True
+    await asyncio.gather(*workers)
+
+    assert owner.role() == "slave", "the killed master rejoined as a replica"
+    assert after_restart > 0, answers  # checkouts succeed again once it is back
+    await stores.orders.release_expired(now_ms=FAR_FUTURE_MS)
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(keys.orders_stream)  # type: ignore[assignment]
+    ledger = {
+        fields[b"order_id"].decode(): sum(
+            line["quantity"] for line in orjson.loads(fields[b"items"])
+        )
+        for _, fields in entries
+    }
+    assert len(ledger) == len(entries), "an order sold twice"
+    lost = set(acknowledged) - set(ledger)
+    assert not lost, f"acknowledged orders lost: {len(lost)} of {len(acknowledged)}"
+    for order_id, session in acknowledged.items():
+        order = orjson.loads(await stores.orders.get_json(session, order_id))
+        assert order["status"] == "paid", order
+    on_hand, reserved = await stock_state(client, keys, "mug")
+    assert (reserved, on_hand + sum(ledger.values())) == (0, 100_000), (on_hand, ledger)
+    print(f"{cluster.version}: answers {answers}, acknowledged {len(acknowledged)}")  # noqa: T201

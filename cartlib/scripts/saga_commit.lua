@@ -6,10 +6,13 @@
 -- stock hash, KEYS[4] orders stream
 -- ARGV[1] order id, ARGV[2] now (ms), ARGV[3] approximate stream length cap, ARGV[4] request
 -- id, ARGV[5] how long to keep the finished reservation (s)
--- Returns {'committed', items, total} (also when it already was), {'out_of_stock'} (the
+-- Returns {'committed', items, total} (also when it already was: then it writes the time,
+-- so that a WAIT after it confirms the earlier commit), {'out_of_stock'} (the
 -- reservation is released) or {'released'} (the reaper released it: nothing sold).
 local held = redis.call('HMGET', KEYS[1], 'status', 'items', 'total_cents', 'session_id')
 if held[1] == 'committed' then
+  -- A write, so that a WAIT after this retry covers the commit it repeats.
+  redis.call('HSET', KEYS[1], 'confirmed_at', ARGV[2])
   return {'committed', held[2], held[3]}
 end
 if held[1] ~= 'reserved' then

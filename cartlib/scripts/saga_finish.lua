@@ -8,6 +8,8 @@
 -- Returns {'paid'} or {'not_pending'}.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'paid' then
+  -- A write, so that a WAIT after this retry covers the step it repeats.
+  redis.call('HSET', KEYS[1], 'confirmed_at', ARGV[2])
   return {'paid'}
 end
 if status ~= 'pending' then
