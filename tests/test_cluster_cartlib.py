@@ -657,3 +657,112 @@ async def test_killing_the_stock_master_during_checkouts_loses_no_acknowledged_o
     on_hand, reserved = await stock_state(client, keys, "mug")
     assert (reserved, on_hand + sum(ledger.values())) == (0, 100_000), (on_hand, ledger)
     print(f"{cluster.version}: answers {answers}, acknowledged {len(acknowledged)}")  # noqa: T201
+
+
+# --- slots migrated while carts and checkouts use them -----------------------------------------
+
+
+def migrate_slot(cluster: ClusterDeployment, slot: int, source_port: int, target_port: int) -> int:
+    """Move `slot` between masters as `redis-cli --cluster reshard` does (SETSLOT
+    IMPORTING/MIGRATING, MIGRATE a few keys at a time, SETSLOT NODE), slowly, so that traffic
+    meets the slot half-moved (ASK, TRYAGAIN). Returns the keys moved."""
+    masters = cluster.masters()
+    # Any: redis-py's execute_command is untyped.
+    source: Any = next(node for node in masters if node.port == source_port).client()
+    destination: Any = next(node for node in masters if node.port == target_port).client()
+    moved = 0
+    try:
+        source_id = source.execute_command("CLUSTER MYID").decode()
+        target_id = destination.execute_command("CLUSTER MYID").decode()
+        destination.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 5):
+            source.execute_command(
+                "MIGRATE", "127.0.0.1", target_port, "", 0, 5000,
+                "AUTH", cluster.password, "KEYS", *keys,
+            )  # fmt: skip
+            moved += len(keys)
+            time.sleep(0.05)
+        for node in masters:
+            node_client: Any = node.client()
+            try:
+                node_client.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            finally:
+                node_client.close()
+    finally:
+        source.close()
+        destination.close()
+    return moved
+
+
+async def test_migrating_the_stock_slot_and_a_carts_slot_during_traffic_fails_nothing(
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
+) -> None:
+    stores = stores_for(cluster_settings(cluster), client)
+    keys = keys_of(stores)
+    await put(stores, "mug", 100_000)
+    carts_slot = key_slot(keys.cart("w0-1").encode())
+    stock_slot = key_slot(keys.stock.encode())
+    acknowledged: dict[str, str] = {}
+    answers: dict[int, int] = {}
+    stop = False
+
+    async def shopper(name: str) -> None:
+        attempt = 0
+        while not stop:
+            attempt += 1
+            session, key = f"{name}-{attempt % 5}", f"{name}-key-{attempt}"
+            try:
+                # Carts of five sessions per shopper, "w0-1" among them, live across the move.
+                await stores.carts.add(session, "mug", 2)
+                await stores.carts.add(session, "mug", 1)
+            except CartError as error:
+                assert error.status_code == 503, error
+                answers[503] = answers.get(503, 0) + 1
+                continue
+            for _ in range(40):
+                try:
+                    response = await stores.orders.checkout(
+                        session, payment_token="tok_visa", processor=Approve(), idempotency_key=key
+                    )
+                except CartError as error:
+                    assert error.status_code == 503, error
+                    answers[503] = answers.get(503, 0) + 1
+                    await asyncio.sleep(0.05)
+                    continue
+                answers[response.status_code] = answers.get(response.status_code, 0) + 1
+                if response.status_code == 200:
+                    acknowledged[orjson.loads(response.body)["order"]["id"]] = session
+                break
+
+    workers = [asyncio.create_task(shopper(f"w{n}")) for n in range(6)]
+    await asyncio.sleep(0.5)
+    moved = 0
+    for slot in (stock_slot, carts_slot):
+        owner_port = int(
+            client.get_node_from_key(  # type: ignore[attr-defined]
+                keys.stock if slot == stock_slot else keys.cart("w0-1")
+            ).port
+        )
+        target_port = next(node.port for node in cluster.masters() if node.port != owner_port)
+        moved += await asyncio.to_thread(migrate_slot, cluster, slot, owner_port, target_port)
+        await asyncio.sleep(0.5)
+    stop = True
+    await asyncio.gather(*workers)
+
+    assert moved > 0
+    await stores.orders.release_expired(now_ms=FAR_FUTURE_MS)
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await client.xrange(keys.orders_stream)  # type: ignore[assignment]
+    ledger = {
+        fields[b"order_id"].decode(): sum(
+            line["quantity"] for line in orjson.loads(fields[b"items"])
+        )
+        for _, fields in entries
+    }
+    assert len(ledger) == len(entries), "an order sold twice"
+    assert not set(acknowledged) - set(ledger), "acknowledged orders lost"
+    for order_id, session in acknowledged.items():
+        assert orjson.loads(await stores.orders.get_json(session, order_id))["status"] == "paid"
+    on_hand, reserved = await stock_state(client, keys, "mug")
+    assert (reserved, on_hand + sum(ledger.values())) == (0, 100_000)
+    print(f"{cluster.version}: moved {moved} keys, answers {answers}")  # noqa: T201
