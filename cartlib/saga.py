@@ -168,7 +168,7 @@ class ClusterOrderStore(OrderStore):
         keys = self._ckeys
         status, *held = await self._saga_reserve(
             [keys.reservation(order_id), keys.stock, keys.reserved, keys.catalog],
-            [payment.session_id, _plain_lines(lines), _now_ms()],
+            [payment.session_id, _plain_lines(lines), _now_ms(), self._reservation_ttl],
         )
         if status == b"insufficient_stock":
             # Not remembered for the key, as standalone: nothing was reserved or charged.

@@ -19,7 +19,13 @@ import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from cartlib.errors import CartError, EmptyCart, IdempotencyKeyReused, InsufficientStock
+from cartlib.errors import (
+    CartError,
+    CheckoutExpired,
+    EmptyCart,
+    IdempotencyKeyReused,
+    InsufficientStock,
+)
 from cartlib.keys import SESSION_BUCKETS, ClusterKeys
 from cartlib.models import ItemIn
 from cartlib.orders import PaymentResult
@@ -244,6 +250,73 @@ async def test_an_add_is_checked_against_the_snapshot_and_checkout_has_the_last_
     assert await stock_state(client, keys_of(stores), "lamp") == (0, 0)
 
 
+async def test_cart_traffic_spreads_over_the_masters_beside_standalone(
+    stores_for: StoresFor,
+    cluster: ClusterDeployment,
+    client: Redis,
+    stats: MasterStats,
+    redis7_url: str,
+) -> None:
+    """2,000 adds over 200 carts and 100 checkouts, on the cluster and on a standalone Redis 7
+    in the same run: the cluster's cart scripts spread over the three masters, one EVALSHA per
+    operation. The throughputs are printed side by side (a ratio, not asserted: the machine is
+    shared)."""
+    sessions = [f"spread-{n}" for n in range(200)]
+
+    async def run(stores: Stores) -> tuple[float, float]:
+        await put(stores, "mug", 1_000_000)
+        await stores.carts.add("warm-up", "mug")
+        gate = asyncio.Semaphore(64)
+
+        async def add(session: str) -> None:
+            async with gate:
+                await stores.carts.add(session, "mug")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(add(sessions[n % 200]) for n in range(2000)))
+        adds = 2000 / (time.perf_counter() - started)
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                stores.orders.checkout(session, payment_token="tok_visa", processor=Approve())
+                for session in sessions[:100]
+            )
+        )
+        return adds, 100 / (time.perf_counter() - started)
+
+    standalone = Stores.from_settings(make_settings(redis7_url))
+    try:
+        standalone_rates = await run(standalone)
+    finally:
+        await standalone.aclose()
+    cluster_stores = stores_for(cluster_settings(cluster), client)
+    await put(cluster_stores, "mug", 1_000_000)
+    # Warm-up: every script loaded on every master, the connections open.
+    await asyncio.gather(*(cluster_stores.carts.add(session, "mug") for session in sessions))
+    await asyncio.gather(
+        *(
+            cluster_stores.orders.checkout(session, payment_token="tok_visa", processor=Approve())
+            for session in sessions
+        )
+    )
+    stats.reset()
+    cluster_rates = await run(cluster_stores)
+    per_master = [
+        int(node_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+        for node_client in stats.clients
+    ]
+    # 2,000 adds, 100 checkouts x 4, and 4 more: the item's PUT and its read-back, the
+    # snapshot read again after it, the warm-up add.
+    assert sum(per_master) == 2000 + 400 + 4, per_master
+    assert all(calls > 2000 // 10 for calls in per_master), per_master
+    print(  # noqa: T201  (pytest -rP shows it)
+        f"{cluster.version}: adds/s cluster {cluster_rates[0]:.0f} vs standalone "
+        f"{standalone_rates[0]:.0f} (x{cluster_rates[0] / standalone_rates[0]:.2f}); "
+        f"checkouts/s cluster {cluster_rates[1]:.0f} vs standalone {standalone_rates[1]:.0f} "
+        f"(x{cluster_rates[1] / standalone_rates[1]:.2f}); EVALSHA per master {per_master}"
+    )
+
+
 # --- checkout --------------------------------------------------------------------------------
 
 
@@ -421,6 +494,49 @@ async def test_a_process_dying_between_steps_is_repaired_with_no_unit_lost_or_in
     cart = orjson.loads(await fresh.carts.get("s"))
     assert cart == ([] if sold else [{"id": "mug", "quantity": 3}])
     assert await client.zcard(keys.session_pending("s")) == 0
+
+
+async def test_an_attempt_late_at_step_b_never_reserves_for_an_order_cancelled_meanwhile(
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
+) -> None:
+    """One order, two attempts (a retry of its key while the first is still on its way): the
+    retry finds too little stock and cancels the order; a restock follows; the first attempt's
+    step B then arrives. It must reserve nothing: found by the interleaving schedules (a sale
+    in the stream for an order deleted as short, and a 500), fixed by a tombstone at B."""
+    settings = cluster_settings(cluster)
+    first = stores_for(settings, client)
+    keys = keys_of(first)
+    await put(first, "mug", 1)
+    await first.carts.add("s", "mug")
+    await put(first, "mug", 0)
+    gate = asyncio.Event()
+    reserve = first.orders._saga_reserve  # type: ignore[attr-defined]
+
+    async def late(*args: Any) -> Any:
+        await gate.wait()
+        return await reserve(*args)
+
+    first.orders._saga_reserve = late  # type: ignore[attr-defined]
+    payments = Approve()
+    slow = asyncio.create_task(
+        first.orders.checkout(
+            "s", payment_token="tok_visa", processor=payments, idempotency_key="k"
+        )
+    )
+    while not await client.zcard(keys.session_pending("s")):  # step A done
+        await asyncio.sleep(0.01)
+    retry = await stores_for(settings, client).orders.checkout(
+        "s", payment_token="tok_visa", processor=payments, idempotency_key="k"
+    )
+    assert retry.status_code == 409
+    await put(first, "mug", 5)
+    gate.set()
+    with pytest.raises(CheckoutExpired):
+        await slow
+    assert payments.references == []
+    assert await stock_state(client, keys, "mug") == (5, 0)
+    assert await client.xlen(keys.orders_stream) == 0
+    assert orjson.loads(await first.carts.get("s")) == [{"id": "mug", "quantity": 1}]
 
 
 # --- the interleaving schedules of the stock model, in cluster mode ---------------------------

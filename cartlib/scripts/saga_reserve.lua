@@ -4,12 +4,14 @@
 -- the reaper released (or tombstoned before it existed) is never made again.
 -- KEYS[1] the order's reservation hash, KEYS[2] stock hash (on hand), KEYS[3] reserved
 -- stock hash, KEYS[4] catalog hash
--- ARGV[1] session id, ARGV[2] the order's lines, JSON [{"id", "quantity"}], ARGV[3] now (ms)
+-- ARGV[1] session id, ARGV[2] the order's lines, JSON [{"id", "quantity"}], ARGV[3] now (ms),
+-- ARGV[4] how long a tombstone is kept (s)
 -- Returns one of
 --   {'reserved', JSON [{"id", "quantity", "price_cents"}], total cents}  (also when it was)
 --   {'committed', same}   step C already ran: the units have left what is on hand
 --   {'released'}          released or tombstoned: this order gets nothing
---   {'insufficient_stock', JSON [{"id", "requested", "available"}]}   (nothing written)
+--   {'insufficient_stock', JSON [{"id", "requested", "available"}]}   (nothing reserved; the
+--                        order gets a tombstone: it is cancelled, and never reserved later)
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'reserved' or status == 'committed' then
   local held = redis.call('HMGET', KEYS[1], 'items', 'total_cents')
@@ -32,6 +34,10 @@ for _, wanted in ipairs(cjson.decode(ARGV[2])) do
   end
 end
 if #short > 0 then
+  -- A tombstone: the caller cancels the order now, and another attempt at the same order (a
+  -- retry of its key racing this one) must not reserve for it afterwards, after a restock.
+  redis.call('HSET', KEYS[1], 'status', 'released', 'ended_at', ARGV[3])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
   return {'insufficient_stock', cjson.encode(short)}
 end
 for _, line in ipairs(lines) do
