@@ -780,7 +780,7 @@ async def test_killing_the_stock_master_during_checkouts_loses_no_acknowledged_o
 
 def migrate_slot(cluster: ClusterDeployment, slot: int, source_port: int, target_port: int) -> int:
     """Move `slot` between masters as `redis-cli --cluster reshard` does (SETSLOT
-    IMPORTING/MIGRATING, MIGRATE a few keys at a time, SETSLOT NODE), slowly, so that traffic
+    IMPORTING/MIGRATING, MIGRATE 50 keys at a time, SETSLOT NODE), slowly, so that traffic
     meets the slot half-moved (ASK, TRYAGAIN). Returns the keys moved."""
     masters = cluster.masters()
     # Any: redis-py's execute_command is untyped.
@@ -792,13 +792,13 @@ def migrate_slot(cluster: ClusterDeployment, slot: int, source_port: int, target
         target_id = destination.execute_command("CLUSTER MYID").decode()
         destination.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
         source.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
-        while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 5):
+        while keys := source.execute_command("CLUSTER GETKEYSINSLOT", slot, 50):
             source.execute_command(
                 "MIGRATE", "127.0.0.1", target_port, "", 0, 5000,
                 "AUTH", cluster.password, "KEYS", *keys,
             )  # fmt: skip
             moved += len(keys)
-            time.sleep(0.05)
+            time.sleep(0.02)
         for node in masters:
             node_client: Any = node.client()
             try:
