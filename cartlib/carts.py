@@ -17,6 +17,7 @@ import orjson
 from redis.asyncio import Redis
 
 from cartlib import metrics
+from cartlib.availability import Availability
 from cartlib.errors import (
     CartError,
     InsufficientStock,
@@ -26,7 +27,11 @@ from cartlib.errors import (
     TooManyLines,
 )
 from cartlib.keys import Keys
-from cartlib.scripts import LuaScript
+from cartlib.scripts import LuaScript, ScriptArg
+
+# A snapshot younger than this is not read again for an unknown item: it already is fresh,
+# and a client adding unknown ids must not make every add read the whole catalog.
+_FRESH_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,18 +54,33 @@ class CartStore:
     * **ttl_seconds** - a cart expires this long after its last change.
     * **max_quantity** - the most units of one item a cart may hold.
     * **max_lines** - the most distinct items a cart may hold.
+    * **availability** - cluster mode: the in-process stock snapshot an add or set checks
+      (the stock is in another slot); None: the script reads the stock hashes exactly.
     """
 
     def __init__(
-        self, redis: Redis, *, keys: Keys, ttl_seconds: int, max_quantity: int, max_lines: int
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        ttl_seconds: int,
+        max_quantity: int,
+        max_lines: int,
+        availability: Availability | None = None,
     ) -> None:
         self._keys = keys
         self._ttl_ms = ttl_seconds * 1000
         self.max_quantity = max_quantity
         self.max_lines = max_lines
+        self._availability = availability
+        prelude = (
+            ("stock_prelude", "cart_stock_prelude")
+            if availability is None
+            else ("cart_hint_prelude")
+        )
         self._get = LuaScript(redis, "get_cart")
-        self._add = LuaScript(redis, "add_item", prelude="stock_prelude")
-        self._set = LuaScript(redis, "set_item", prelude="stock_prelude")
+        self._add = LuaScript(redis, "add_item", prelude=prelude)
+        self._set = LuaScript(redis, "set_item", prelude=prelude)
 
     async def get(self, session_id: str) -> bytes:
         """The cart's lines; an unknown or expired cart is empty."""
@@ -70,9 +90,8 @@ class CartStore:
     async def add(self, session_id: str, item_id: str, quantity: int = 1) -> LineChange:
         """Add `quantity` units of an item, and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=1)
-        reply = await self._add(
-            [self._keys.cart(session_id), self._keys.stock, self._keys.reserved],
-            [item_id, quantity, self.max_quantity, self.max_lines, self._ttl_ms],
+        reply = await self._write(
+            self._add, session_id, item_id, [quantity, self.max_quantity, self.max_lines]
         )
         change = self._change_or_raise(reply, item_id)
         metrics.CART_ITEMS_ADDED.inc(quantity)
@@ -81,15 +100,32 @@ class CartStore:
     async def set(self, session_id: str, item_id: str, quantity: int) -> LineChange:
         """Set a line's quantity (0 removes it), and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=0)
-        reply = await self._set(
-            [self._keys.cart(session_id), self._keys.stock, self._keys.reserved],
-            [item_id, quantity, self.max_lines, self._ttl_ms],
-        )
+        reply = await self._write(self._set, session_id, item_id, [quantity, self.max_lines])
         return self._change_or_raise(reply, item_id)
 
     async def remove(self, session_id: str, item_id: str) -> LineChange:
         """Remove a line; removing a line that is not there is not an error."""
         return await self.set(session_id, item_id, 0)
+
+    async def _write(
+        self, script: LuaScript, session_id: str, item_id: str, args: list[ScriptArg]
+    ) -> list[Any]:
+        """Run a cart write: one script call. In cluster mode with the stock figure of the
+        snapshot; an item the snapshot does not know may have been added since it was read,
+        so that reply (which changed nothing) makes one fresh read and one more try."""
+        cart = self._keys.cart(session_id)
+        if self._availability is None:
+            keys = [cart, self._keys.stock, self._keys.reserved]
+            reply: list[Any] = await script(keys, [item_id, *args, self._ttl_ms])
+            return reply
+        units = await self._availability.units(item_id)
+        reply = await script([cart], [item_id, *args, self._ttl_ms, -1 if units is None else units])
+        if reply[0] == b"unknown_item" and self._availability.age() > _FRESH_SECONDS:
+            await self._availability.refresh()
+            units = await self._availability.units(item_id)
+            if units is not None:
+                reply = await script([cart], [item_id, *args, self._ttl_ms, units])
+        return reply
 
     def _check_quantity(self, quantity: int, *, minimum: int) -> None:
         if not minimum <= quantity <= self.max_quantity:

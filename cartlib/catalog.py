@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import orjson
 from redis.asyncio import Redis
 
+from cartlib.availability import Availability
 from cartlib.cache import Cache
 from cartlib.errors import ItemNotFound
 from cartlib.keys import Keys
@@ -35,11 +36,21 @@ class Catalog:
     * **keys** - the key layout.
     * **cache** - where the full listing is cached.
     * **listing_ttl_seconds** - how stale the cached listing may be.
+    * **cluster** - cluster mode: keep an in-process `availability` snapshot for the carts.
     """
 
     def __init__(
-        self, redis: Redis, *, keys: Keys, cache: Cache, listing_ttl_seconds: float
+        self,
+        redis: Redis,
+        *,
+        keys: Keys,
+        cache: Cache,
+        listing_ttl_seconds: float,
+        cluster: bool = False,
     ) -> None:
+        self.availability = (
+            Availability(self._load_listing, ttl_seconds=listing_ttl_seconds) if cluster else None
+        )
         self._redis = redis
         self._keys = keys
         self._cache = cache
@@ -65,6 +76,8 @@ class Catalog:
         returns it, its stock being what can be bought."""
         await self._write(item_id, item, keep_existing=False)
         await self._cache.invalidate(_LISTING)
+        if self.availability is not None:
+            self.availability.expire()
         return await self.get_json(item_id)
 
     async def seed(self, items: Iterable[tuple[str, ItemIn]]) -> int:
@@ -75,6 +88,8 @@ class Catalog:
             added += await self._write(item_id, item, keep_existing=True)
         if added:
             await self._cache.invalidate(_LISTING)
+            if self.availability is not None:
+                self.availability.expire()
         return added
 
     async def is_empty(self) -> bool:

@@ -8,12 +8,12 @@ trip. (Inside MULTI, WAIT would not block, so this is not a transaction.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, NoScriptError, TryAgainError
 
 from cartlib.redis import call
 from cartlib.scripts import Prelude, ScriptArg, source
@@ -80,4 +80,91 @@ class ReplicatedScript:
         pipe = self._writes.redis.pipeline(transaction=False)
         pipe.evalsha(self._script.sha, len(keys), *keys, *args)
         (reply,), acknowledged = await self._writes.execute(pipe)
+        return reply, acknowledged
+
+
+NodeClient = Callable[[str, int], Redis]
+
+
+class ClusterReplicatedWrites(ReplicatedWrites):
+    """`ReplicatedWrites` on a cluster: the writes and WAIT go, pipelined, on one connection
+    to the master that owns the key's slot.
+
+    redis-py's cluster client sends a keyless WAIT to every master on a connection of each,
+    which would count no write of ours; so each master gets a plain client of its own
+    (`node_client(host, port)`), found from the cluster client's slot map. A MOVED (the slot
+    moved since that map was read: a failover, a migration) is followed once to the node it
+    names; an ASK (the slot is migrating) once with ASKING. Every write sent this way is
+    idempotent, so sending it again is safe.
+    """
+
+    def __init__(
+        self, cluster: Redis, *, replicas: int, timeout_ms: int, node_client: NodeClient
+    ) -> None:
+        super().__init__(cluster, replicas=replicas, timeout_ms=timeout_ms)
+        self._node_client = node_client
+        self._nodes: dict[tuple[str, int], Redis] = {}
+
+    def script(self, name: str, *, prelude: Prelude = None) -> ReplicatedScript:
+        return ClusterReplicatedScript(self, name, prelude=prelude)
+
+    def _client(self, address: tuple[str, int]) -> Redis:
+        client = self._nodes.get(address)
+        if client is None:
+            client = self._nodes[address] = self._node_client(*address)
+        return client
+
+    async def on_owner(
+        self, key: str, queue: Callable[[Pipeline], object]
+    ) -> tuple[list[Any], int]:
+        """Queue writes with `queue` on a pipeline to the owner of `key`'s slot, then WAIT."""
+        # redis-py's cluster client is untyped: its slot map, read without a round trip.
+        node: Any = self.redis.get_node_from_key(key)  # type: ignore[attr-defined]
+        address, asking = (node.host, int(node.port)), False
+        for _ in range(2):
+            pipe = self._client(address).pipeline(transaction=False)
+            if asking:
+                pipe.execute_command("ASKING")
+            queue(pipe)
+            try:
+                replies, acknowledged = await self.execute(pipe)
+            except AskError as redirect:  # MovedError too
+                address, asking = (redirect.host, int(redirect.port)), (type(redirect) is AskError)
+                continue
+            return replies[1:] if asking else replies, acknowledged
+        raise TryAgainError("the slot moved twice during one write")
+
+    async def rewrite(self, key: str, value: bytes) -> int:
+        result = await call(
+            "SET+WAIT",
+            self.on_owner(key, lambda pipe: pipe.set(key, value, xx=True, keepttl=True)),
+        )
+        acknowledged: int = result[1]
+        return acknowledged
+
+    async def aclose(self) -> None:
+        for client in self._nodes.values():
+            await client.aclose()
+        self._nodes.clear()
+
+
+class ClusterReplicatedScript(ReplicatedScript):
+    """A `ReplicatedScript` run on the master that owns its first key's slot."""
+
+    _writes: ClusterReplicatedWrites
+
+    async def _run(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> tuple[Any, int]:
+        def queue(pipe: Pipeline) -> None:
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+
+        def queue_loaded(pipe: Pipeline) -> None:
+            # A node that lacks the script (restarted, newly promoted): load it on the same
+            # connection first.
+            pipe.script_load(self._script.script)
+            queue(pipe)
+
+        try:
+            (reply,), acknowledged = await self._writes.on_owner(keys[0], queue)
+        except NoScriptError:
+            (_, reply), acknowledged = await self._writes.on_owner(keys[0], queue_loaded)
         return reply, acknowledged

@@ -8,6 +8,7 @@ item, so every Lua script can declare every key it touches.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from dataclasses import dataclass
 
 
@@ -69,3 +70,77 @@ class Keys:
     def cache_lock(self, namespace: str, key: str) -> str:
         """The lock held by the one process that is loading a cache-aside entry."""
         return f"{self.prefix}cache-lock:{namespace}:{key}"
+
+
+# Sessions are spread over this many hash tags in cluster mode: enough for the slots to
+# spread (and migrate) over the masters, few enough for the reaper to visit every tag's
+# index of pending checkouts in one pass.
+SESSION_BUCKETS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterKeys(Keys):
+    """The key layout of cluster mode: two kinds of slot (docs/redis-cluster.md).
+
+    * A session's slot, hash tag `{s<bucket>}` (the session id's bucket of
+      `SESSION_BUCKETS`): its cart, idempotency records, decline counter, orders, and the
+      bucket's index of pending checkouts. Every cart operation is one script on one slot,
+      and so is every session-side step of a checkout, the index entry included.
+    * The stock slot, hash tag `{stock}`: catalog, units on hand, units reserved, each
+      order's reservation record and the orders stream. A checkout reserves all its lines
+      at once, all or nothing, only if they share a slot; and the stream, the ledger of
+      sales, is appended in the same script that takes the units off hand.
+
+    Standalone and Sentinel keep `Keys`: a running shop's stock, catalog and pending orders
+    keep their names across the upgrade, and one server has one slot anyway.
+    """
+
+    def session_tag(self, session_id: str) -> str:
+        return f"{{s{zlib.crc32(session_id.encode()) % SESSION_BUCKETS}}}"
+
+    def cart(self, session_id: str) -> str:
+        return f"{self.prefix}{self.session_tag(session_id)}:cart:{session_id}"
+
+    def declines(self, session_id: str) -> str:
+        return f"{self.prefix}{self.session_tag(session_id)}:declines:{session_id}"
+
+    def idempotency(self, session_id: str, idempotency_key: str) -> str:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        return f"{self.prefix}{self.session_tag(session_id)}:idem:{session_id}:{digest}"
+
+    def session_order(self, session_id: str, order_id: str) -> str:
+        """Hash of one order, in its session's slot: the saga's log (docs/redis-cluster.md)."""
+        return f"{self.prefix}{self.session_tag(session_id)}:order:{order_id}"
+
+    def bucket_order(self, bucket: int, order_id: str) -> str:
+        """`session_order` by the session's bucket (the reaper knows only the bucket)."""
+        return f"{self.prefix}{{s{bucket}}}:order:{order_id}"
+
+    def session_pending(self, session_id: str) -> str:
+        """Sorted set of the pending orders of the session's bucket, scored by start (ms)."""
+        return self.bucket_pending(zlib.crc32(session_id.encode()) % SESSION_BUCKETS)
+
+    def bucket_pending(self, bucket: int) -> str:
+        return f"{self.prefix}{{s{bucket}}}:checkouts:pending"
+
+    @property
+    def catalog(self) -> str:
+        return f"{self.prefix}{{stock}}:catalog"
+
+    @property
+    def stock(self) -> str:
+        return f"{self.prefix}{{stock}}:stock"
+
+    @property
+    def reserved(self) -> str:
+        return f"{self.prefix}{{stock}}:stock:reserved"
+
+    @property
+    def orders_stream(self) -> str:
+        return f"{self.prefix}{{stock}}:orders"
+
+    def reservation(self, order_id: str) -> str:
+        """Hash of one order's reservation: status (reserved, committed, released), items
+        with prices, total, session id. Kept after it ends so that every step on it is
+        idempotent by order id."""
+        return f"{self.prefix}{{stock}}:reservation:{order_id}"

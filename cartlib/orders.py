@@ -375,7 +375,7 @@ class OrderStore:
         if state.startswith(_PENDING):
             order_id = state[len(_PENDING) :].decode()
             status, *reply = await self._resume(
-                [payment.idempotency, self._keys.order(order_id)], [record]
+                [payment.idempotency, self._order_key(payment.session_id, order_id)], [record]
             )
             if status == b"pending":
                 logger.info("finishing a checkout cut off mid-way", extra={"order_id": order_id})
@@ -482,10 +482,17 @@ class OrderStore:
             raise CheckoutExpired()
         return "paid", response
 
+    async def aclose(self) -> None:
+        """Close what the store opened besides the shared client (nothing standalone)."""
+
+    def _order_key(self, session_id: str, order_id: str) -> str:
+        """The order's hash (cluster mode puts it in its session's slot)."""
+        return self._keys.order(order_id)
+
     async def get_json(self, session_id: str, order_id: str) -> bytes:
         """An order of this session; `OrderNotFound` for any other session's order."""
         fields: dict[bytes, bytes] = await call(
-            "HGETALL", self._redis.hgetall(self._keys.order(order_id))
+            "HGETALL", self._redis.hgetall(self._order_key(session_id, order_id))
         )
         if fields.get(b"session_id") != session_id.encode():
             raise OrderNotFound()

@@ -6,16 +6,18 @@ cartlib's, so no redis-py error ever reaches a route.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from time import monotonic, perf_counter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from prometheus_client.metrics import Histogram
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -42,7 +44,18 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.ReadOnlyError,
     redis_errors.OutOfMemoryError,
     redis_errors.TryAgainError,
-    redis_errors.ClusterDownError,  # includes MasterDownError
+    # Cluster: CLUSTERDOWN and MASTERDOWN (a failover under way), redirects that did not
+    # settle (ClusterError), a slot no node serves yet, no seed node reachable.
+    redis_errors.ClusterError,  # includes ClusterDownError, MasterDownError
+    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterUnreachableError,
+)
+# What a Redis call may raise: redis-py's cluster client raises the last two outside
+# RedisError.
+REDIS_ERRORS: Final = (
+    redis_errors.RedisError,
+    redis_errors.SlotNotCoveredError,
+    redis_errors.RedisClusterUnreachableError,
 )
 
 
@@ -166,10 +179,46 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
         await self.sentinel_manager.aclose()
 
 
-def create_redis(settings: Settings) -> Redis:
-    """A client with a bounded pool, timeouts, and bounded retries of connection errors:
-    through Sentinel when REDIS_SENTINELS is set, else to the server at REDIS_URL."""
-    retry = Retry(
+class StoreCluster(RedisCluster):
+    """redis-py's asyncio cluster client, retrying only what cannot have run.
+
+    redis-py retries a command after a TimeoutError too, refreshing the topology; a script
+    that timed out may have run, and running a cart increment twice is a lost-update bug of
+    its own (as standalone, where only connection errors are retried). CLUSTERDOWN and an
+    uncovered slot mean the command was refused: retried. MOVED, ASK and TRYAGAIN are
+    redis-py's own redirect loop.
+    """
+
+    # A shorter tuple than redis-py's declared type (it types the tuple's exact members).
+    ERRORS_ALLOW_RETRY = (  # type: ignore[assignment]
+        redis_errors.ConnectionError,
+        redis_errors.ClusterDownError,
+        redis_errors.SlotNotCoveredError,
+    )
+
+    def __init__(self, *args: Any, pool_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # redis-py's cluster pools raise at once when a node's connections are all in use;
+        # standalone, a request waits up to REDIS_POOL_TIMEOUT for one. The same here: at
+        # most max_connections commands in flight, a newcomer waits for a free place.
+        self._in_flight = asyncio.Semaphore(kwargs["max_connections"])
+        self._pool_timeout = pool_timeout
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            await asyncio.wait_for(self._in_flight.acquire(), self._pool_timeout)
+        except TimeoutError:
+            raise redis_errors.MaxConnectionsError(
+                "no free connection within REDIS_POOL_TIMEOUT"
+            ) from None
+        try:
+            return await super().execute_command(*args, **kwargs)
+        finally:
+            self._in_flight.release()
+
+
+def _connection_retry(settings: Settings) -> Retry:
+    return Retry(
         ExponentialWithJitterBackoff(
             base=settings.redis_backoff_base, cap=settings.redis_backoff_cap
         ),
@@ -179,6 +228,13 @@ def create_redis(settings: Settings) -> Redis:
         # known yet" during a failover: MasterNotFoundError is a ConnectionError).
         supported_errors=(redis_errors.ConnectionError,),
     )
+
+
+def create_redis(settings: Settings) -> Redis:
+    """A client with a bounded pool, timeouts, and bounded retries of connection errors:
+    to the cluster of REDIS_CLUSTER_NODES, through Sentinel when REDIS_SENTINELS is set, else
+    to the server at REDIS_URL."""
+    retry = _connection_retry(settings)
     options: dict[str, Any] = {
         "max_connections": settings.redis_max_connections,
         "timeout": settings.redis_pool_timeout,
@@ -193,12 +249,70 @@ def create_redis(settings: Settings) -> Redis:
     from_url: dict[str, Any] = dict(parse_url(settings.redis_url.get_secret_value()))
     if settings.redis_password is not None:
         from_url["password"] = settings.redis_password.get_secret_value()
+    if settings.uses_cluster:
+        return _cluster_client(settings, options, from_url)
     pool: ConnectionPool
     if settings.uses_sentinel:
         pool = _sentinel_pool(settings, options, from_url)
     else:
         pool = BlockingConnectionPool(**{**options, **from_url})
     metrics.watch_pool(pool)
+    return Redis.from_pool(pool)
+
+
+def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[str, Any]) -> Redis:
+    """The cluster client. From REDIS_URL only the user, password and TLS apply: the seeds
+    say where the nodes are, and a cluster has database 0 only.
+
+    Its pools are one per node, of `max_connections` each, and at most `max_connections`
+    commands are in flight in all (see `StoreCluster`).
+    The client serves the same commands as `Redis`, so the stores take it as one.
+    """
+    if from_url.get("db", 0) not in (0, "0"):
+        raise ValueError("REDIS_CLUSTER_NODES works with database 0 only (REDIS_URL's /db)")
+    tls = "connection_class" in from_url and from_url["connection_class"].__name__.startswith("SSL")
+    seeds = [ClusterNode(host, port) for host, port in settings.redis_cluster_nodes]
+    cluster = StoreCluster(
+        startup_nodes=seeds,
+        username=from_url.get("username"),
+        password=from_url.get("password"),
+        ssl=tls,
+        max_connections=options["max_connections"],
+        pool_timeout=options["timeout"],
+        socket_connect_timeout=options["socket_connect_timeout"],
+        socket_timeout=options["socket_timeout"],
+        socket_keepalive=True,
+        health_check_interval=options["health_check_interval"],
+        retry=options["retry"],
+        client_name=options["client_name"],
+    )
+    return cast(Redis, cluster)
+
+
+def create_node_client(settings: Settings, host: str, port: int) -> Redis:
+    """A plain client of one cluster node, for what must run on one connection to the master
+    that owns a slot (a write and its WAIT: `cartlib.durability.ClusterReplicatedWrites`).
+    Same timeouts, retries and TLS as the cluster client; a small blocking pool."""
+    from_url: dict[str, Any] = dict(parse_url(settings.redis_url.get_secret_value()))
+    if settings.redis_password is not None:
+        from_url["password"] = settings.redis_password.get_secret_value()
+    kept = {
+        key: from_url[key]
+        for key in ("username", "password", "connection_class")
+        if key in from_url
+    }
+    pool = BlockingConnectionPool(
+        host=host,
+        port=port,
+        max_connections=max(1, settings.redis_max_connections // 4),
+        timeout=settings.redis_pool_timeout,
+        socket_connect_timeout=settings.redis_connect_timeout,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_keepalive=True,
+        retry=_connection_retry(settings),
+        client_name="storefront",
+        **kept,
+    )
     return Redis.from_pool(pool)
 
 
@@ -233,7 +347,7 @@ def _sentinel_pool(
     )
 
 
-def translated(exc: redis_errors.RedisError) -> CartError:
+def translated(exc: Exception) -> CartError:
     """The cartlib error for a redis-py error: `StoreUnavailable` (503) or `StoreError`."""
     if isinstance(exc, UNAVAILABLE_ERRORS) or _is_temporary_refusal(exc):
         return StoreUnavailable()
@@ -249,7 +363,7 @@ def translated(exc: redis_errors.RedisError) -> CartError:
 _TEMPORARY_REFUSALS: Final = ("BUSY ", "NOREPLICAS ")
 
 
-def _is_temporary_refusal(exc: redis_errors.RedisError) -> bool:
+def _is_temporary_refusal(exc: Exception) -> bool:
     if type(exc) is not redis_errors.ResponseError:
         return False
     text = str(exc)
@@ -265,7 +379,7 @@ def translate_errors() -> Iterator[None]:
     """Re-raise redis-py errors as cartlib errors (see `translated`), `from` the original."""
     try:
         yield
-    except redis_errors.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise translated(exc) from exc
 
 
@@ -288,7 +402,7 @@ async def call(command: str, awaitable: Awaitable[Any]) -> Any:
     # costs about a microsecond per call, and this runs on every Redis call.
     try:
         return await awaitable
-    except redis_errors.RedisError as exc:
+    except REDIS_ERRORS as exc:
         metrics.REDIS_ERRORS.labels(command, type(exc).__name__).inc()
         raise translated(exc) from exc
     finally:

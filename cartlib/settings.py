@@ -76,9 +76,14 @@ class Settings(BaseSettings):
     redis_sentinel_master: str = Field(default="storefront", min_length=1)
     redis_sentinel_password: SecretStr | None = None
 
+    # Cluster mode: seed nodes of a Redis Cluster (or Valkey cluster), comma-separated
+    # host:port; empty means standalone or Sentinel. The client learns the other nodes and
+    # the slots from them (see docs/redis-cluster.md for the key layout and the checkout protocol).
+    redis_cluster_nodes: Annotated[tuple[SentinelAddress, ...], NoDecode] = ()
+
     # Durability of paid orders: a checkout is acknowledged only after WAIT confirms this many
-    # replicas have it. None means 1 with Sentinel (a failover must not lose an acknowledged
-    # order), 0 standalone (there is no replica to wait for).
+    # replicas have it. None means 1 with Sentinel or a cluster (a failover must not lose an
+    # acknowledged order), 0 standalone (there is no replica to wait for).
     redis_wait_replicas: int | None = Field(default=None, ge=0, le=16)
     # Below the socket timeout, so a WAIT that runs out answers "too few replicas" rather
     # than a socket timeout. 0 would mean "wait forever" to Redis: refused.
@@ -109,15 +114,21 @@ class Settings(BaseSettings):
     http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
     http_max_connections: int = Field(default=1024, ge=1, le=100_000)
 
-    @field_validator("redis_sentinels", mode="before")
+    @field_validator("redis_sentinels", "redis_cluster_nodes", mode="before")
     @classmethod
     def _parse_sentinels(cls, value: object) -> object:
         return parse_sentinel_addresses(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _resolve_durability(self) -> Self:
+        if self.redis_sentinels and self.redis_cluster_nodes:
+            raise ValueError(
+                "REDIS_SENTINELS and REDIS_CLUSTER_NODES are both set: choose one (a Redis "
+                "Cluster fails over by itself and has no sentinels)"
+            )
         if self.redis_wait_replicas is None:
-            self.redis_wait_replicas = 1 if self.redis_sentinels else 0
+            # A cluster master has replicas, as a Sentinel master has.
+            self.redis_wait_replicas = 1 if self.redis_sentinels or self.redis_cluster_nodes else 0
         if self.redis_wait_timeout_ms >= self.redis_socket_timeout * 1000:
             raise ValueError(
                 f"redis_wait_timeout_ms ({self.redis_wait_timeout_ms}) must be below "
@@ -129,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def uses_sentinel(self) -> bool:
         return bool(self.redis_sentinels)
+
+    @property
+    def uses_cluster(self) -> bool:
+        return bool(self.redis_cluster_nodes)
 
     @property
     def wait_replicas(self) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -10,9 +12,10 @@ from cartlib.auth import SessionTokens
 from cartlib.cache import Cache
 from cartlib.carts import CartStore
 from cartlib.catalog import Catalog
-from cartlib.keys import Keys
+from cartlib.keys import ClusterKeys, Keys
 from cartlib.orders import OrderStore
-from cartlib.redis import call, create_redis
+from cartlib.redis import call, create_node_client, create_redis
+from cartlib.saga import ClusterOrderStore
 from cartlib.settings import Settings
 
 
@@ -28,7 +31,39 @@ class Stores:
     @classmethod
     def from_settings(cls, settings: Settings, redis: Redis | None = None) -> Stores:
         redis = redis if redis is not None else create_redis(settings)
-        keys = Keys(settings.redis_key_prefix)
+        cluster = settings.uses_cluster
+        keys = (
+            ClusterKeys(settings.redis_key_prefix) if cluster else Keys(settings.redis_key_prefix)
+        )
+        catalog = Catalog(
+            redis,
+            keys=keys,
+            cache=Cache(redis, keys=keys, namespace="catalog"),
+            listing_ttl_seconds=settings.catalog_cache_ttl_seconds,
+            cluster=cluster,
+        )
+        order_options: dict[str, Any] = {
+            "cart_ttl_seconds": settings.cart_ttl_seconds,
+            "idempotency_ttl_seconds": settings.idempotency_ttl_seconds,
+            "checkout_timeout_seconds": settings.checkout_timeout_seconds,
+            "stream_maxlen": settings.orders_stream_maxlen,
+            "wait_replicas": settings.wait_replicas,
+            "wait_timeout_ms": settings.redis_wait_timeout_ms,
+            "max_quantity": settings.cart_max_quantity,
+            "max_lines": settings.cart_max_lines,
+            "max_declines": settings.checkout_max_declines,
+            "decline_window_seconds": settings.checkout_decline_window_seconds,
+        }
+        orders = (
+            ClusterOrderStore(
+                redis,
+                keys=keys,
+                node_client=functools.partial(create_node_client, settings),
+                **order_options,
+            )
+            if isinstance(keys, ClusterKeys)
+            else OrderStore(redis, keys=keys, **order_options)
+        )
         return cls(
             settings=settings,
             redis=redis,
@@ -41,27 +76,10 @@ class Stores:
                 ttl_seconds=settings.cart_ttl_seconds,
                 max_quantity=settings.cart_max_quantity,
                 max_lines=settings.cart_max_lines,
+                availability=catalog.availability,
             ),
-            catalog=Catalog(
-                redis,
-                keys=keys,
-                cache=Cache(redis, keys=keys, namespace="catalog"),
-                listing_ttl_seconds=settings.catalog_cache_ttl_seconds,
-            ),
-            orders=OrderStore(
-                redis,
-                keys=keys,
-                cart_ttl_seconds=settings.cart_ttl_seconds,
-                idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-                checkout_timeout_seconds=settings.checkout_timeout_seconds,
-                stream_maxlen=settings.orders_stream_maxlen,
-                wait_replicas=settings.wait_replicas,
-                wait_timeout_ms=settings.redis_wait_timeout_ms,
-                max_quantity=settings.cart_max_quantity,
-                max_lines=settings.cart_max_lines,
-                max_declines=settings.checkout_max_declines,
-                decline_window_seconds=settings.checkout_decline_window_seconds,
-            ),
+            catalog=catalog,
+            orders=orders,
         )
 
     async def ping(self) -> None:
@@ -69,4 +87,5 @@ class Stores:
         await call("PING", self.redis.ping())
 
     async def aclose(self) -> None:
+        await self.orders.aclose()
         await self.redis.aclose()

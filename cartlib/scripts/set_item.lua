@@ -1,6 +1,8 @@
 -- Sets a cart line's quantity (0 removes the line); renews the cart's TTL.
 -- Removing needs no catalog entry, so a line for a withdrawn item can still be removed.
--- KEYS[1] cart hash, KEYS[2] stock hash (on hand), KEYS[3] reserved stock hash
+-- KEYS[1] cart hash; with cart_stock_prelude KEYS[2] stock hash (on hand), KEYS[3] reserved
+-- stock hash; with cart_hint_prelude (cluster) the last ARGV is the units available as the
+-- process last read them (-1: unknown item)
 -- ARGV[1] item id, ARGV[2] quantity (0 .. line cap, checked by the caller),
 -- ARGV[3] cap on the number of lines, ARGV[4] cart TTL in milliseconds
 -- Returns {'ok', quantity, the cart's number of lines} or {error, detail} as add_item does;
@@ -9,7 +11,7 @@ local quantity = tonumber(ARGV[2])
 if quantity == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
-  local stock = available(KEYS[2], KEYS[3], ARGV[1])
+  local stock = line_stock(ARGV[1])
   if not stock then
     return {'unknown_item', ''}
   end
