@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute
 from cartlib import metrics
 from cartlib.endpoints import Endpoints
 from cartlib.errors import CartError, StoreUnavailable, Unauthorized, UnsupportedMediaType
-from cartlib.middleware import BodySizeLimitMiddleware, HeadMiddleware, TelemetryMiddleware
+from cartlib.middleware import ServiceMiddleware
 from cartlib.responses import JSONBytes
 from cartlib.routes import error_responses
 from cartlib.settings import Settings, get_settings
@@ -108,10 +108,7 @@ def create_app(
         # add-to-cart request, measured with py-spy.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    # The last added runs first: TelemetryMiddleware sees every request as it came.
-    app.add_middleware(HeadMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(TelemetryMiddleware)
+    app.add_middleware(ServiceMiddleware, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(CartError, _cart_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(
         RequestValidationError,
