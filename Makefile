@@ -33,11 +33,12 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 run: $(STAMP)  ## Start Redis and both services locally; Ctrl-C stops everything
 	$(BIN)/python -m devstack
 
-lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, and the lock matching pyproject.toml
+lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, the lock matching pyproject.toml, no private framework names
 	tools/lock.sh check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/python tools/check_public_names.py
 
 lock: $(UV)  ## Re-resolve uv.lock and requirements/ after editing pyproject.toml (other pins kept)
 	tools/lock.sh lock

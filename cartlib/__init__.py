@@ -8,7 +8,8 @@ from cartlib.auth import IssuedToken, Session, SessionTokens
 from cartlib.cache import Cache
 from cartlib.carts import CartStore, LineChange, cart_json, line_change_json
 from cartlib.catalog import Catalog
-from cartlib.deps import CartDep, SessionDep, StoresDep, require_admin
+from cartlib.deps import CartDep, SessionDep, StoresDep, get_stores, require_admin
+from cartlib.endpoints import Endpoints
 from cartlib.keys import Keys
 from cartlib.orders import (
     CheckoutResponse,
@@ -19,7 +20,6 @@ from cartlib.orders import (
 )
 from cartlib.redis import create_redis
 from cartlib.responses import JSONBytes
-from cartlib.routing import LeanRoute
 from cartlib.settings import Settings, get_settings
 from cartlib.stores import Stores
 from cartlib.web import create_app
@@ -30,10 +30,10 @@ __all__ = [
     "CartStore",
     "Catalog",
     "CheckoutResponse",
+    "Endpoints",
     "IssuedToken",
     "JSONBytes",
     "Keys",
-    "LeanRoute",
     "LineChange",
     "OrderStore",
     "PaymentProcessor",
@@ -49,6 +49,7 @@ __all__ = [
     "create_app",
     "create_redis",
     "get_settings",
+    "get_stores",
     "line_change_json",
     "require_admin",
 ]

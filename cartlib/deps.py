@@ -50,7 +50,7 @@ CartDep = Annotated[bytes, Depends(current_cart)]
 
 
 # A security scheme rather than a Header parameter: read from the request by a dependency of
-# its own, it is checked before the body is read (LeanRoute serves such routes).
+# its own, it is checked before the body is read (cartlib.endpoints).
 _admin_token = APIKeyHeader(name="X-Admin-Token", auto_error=False, description="The ADMIN_TOKEN.")
 
 

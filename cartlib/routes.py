@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import APIRouter
 from pydantic import BaseModel
 
 from cartlib.deps import CartDep
+from cartlib.endpoints import Endpoints
 from cartlib.errors import (
     BadRequest,
     CartError,
@@ -19,7 +19,6 @@ from cartlib.errors import (
 )
 from cartlib.models import Cart, ErrorBody, UnprocessableBody
 from cartlib.responses import JSONBytes
-from cartlib.routing import LeanRoute
 
 
 def error_responses(
@@ -49,9 +48,7 @@ SESSION_ERRORS = (InvalidSession, StoreUnavailable)
 # over MAX_BODY_BYTES (413), one that is not JSON (415).
 BODY_ERRORS = (BadRequest, PayloadTooLarge, UnsupportedMediaType)
 
-cart_router = APIRouter(
-    route_class=LeanRoute, tags=["cart"], responses=error_responses(*SESSION_ERRORS)
-)
+cart_router = Endpoints(tags=["cart"], responses=error_responses(*SESSION_ERRORS))
 
 
 @cart_router.get("/cart", response_model=Cart, response_class=JSONBytes)

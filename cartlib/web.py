@@ -20,12 +20,15 @@ import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.routing import BaseRoute
 
 from cartlib import metrics
+from cartlib.endpoints import Endpoints
 from cartlib.errors import CartError, StoreUnavailable, Unauthorized, UnsupportedMediaType
-from cartlib.middleware import BodySizeLimitMiddleware, HeadMiddleware, TelemetryMiddleware
+from cartlib.middleware import ServiceMiddleware
 from cartlib.responses import JSONBytes
 from cartlib.routes import error_responses
 from cartlib.settings import Settings, get_settings
@@ -47,25 +50,29 @@ def package_version() -> str:
 def create_app(
     *,
     title: str,
-    routers: Sequence[APIRouter],
+    routers: Sequence[Endpoints | APIRouter],
     on_startup: Sequence[StartupHook] = (),
     background: Sequence[BackgroundTask] = (),
     settings: Settings | None = None,
+    stores: Stores | None = None,
 ) -> FastAPI:
     """A service: shared plumbing plus `routers`.
 
-    `routers` are matched in the order given: list the busiest first.
+    `routers` are matched in the order given: list the busiest first. `Endpoints` are served
+    as plain routes; an `APIRouter` is included as FastAPI includes it.
     `on_startup` hooks run once Redis is set up; `background` tasks run for the app's lifetime
     and are cancelled at shutdown.
 
-    `settings` defaults to the environment's (tests pass their own).
+    `settings` defaults to the environment's (tests pass their own). `stores` replaces the
+    ones built from the settings (the caller then owns them and closes them).
     """
     app_version = package_version()
     settings = settings or get_settings()
+    given_stores = stores
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stores = Stores.from_settings(settings)
+        stores = given_stores or Stores.from_settings(settings)
         app.state.stores = stores
         metrics.BUILD_INFO.labels(title, app_version).set(1)
         for hook in on_startup:
@@ -88,7 +95,8 @@ def create_app(
             for running in tasks:
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await stores.aclose()
+            if given_stores is None:
+                await stores.aclose()
             metrics.forget_this_process()
 
     app = FastAPI(
@@ -100,25 +108,38 @@ def create_app(
         # add-to-cart request, measured with py-spy.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    # The last added runs first: TelemetryMiddleware sees every request as it came.
-    app.add_middleware(HeadMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(TelemetryMiddleware)
+    app.add_middleware(ServiceMiddleware, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(CartError, _cart_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(
         RequestValidationError,
         _validation_error_response,  # type: ignore[arg-type]
     )
     app.add_exception_handler(Exception, _unexpected_error_response)
-    # Routes are tried one by one and each miss costs about 3 us, so the services' routers
-    # (which `routers` lists busiest first) come before the probes and the scrapes.
+    # Routes are tried one by one, each miss costing a regex match: the services' routers
+    # (which `routers` lists busiest first) come before the probes, the scrapes and the docs
+    # pages FastAPI added first.
+    builtin = list(app.router.routes)
+    app.router.routes.clear()
+    documented: list[BaseRoute] = []
     for router in (*routers, _operations):
-        # Not `include_router`: FastAPI 0.163 keeps an included router as one nested route
-        # that re-matches the request against the router's routes, which cost 15% of an
-        # add-to-cart's CPU (in-process, side by side: bench/README.md). A router's routes
-        # are complete when declared (prefix, tags, responses, dependencies), so they join the
-        # application's route table as they are.
-        app.router.routes.extend(router.routes)
+        if isinstance(router, Endpoints):
+            app.router.routes.extend(router.routes)
+            documented += router.docs.routes
+        else:
+            app.include_router(router)
+            documented += router.routes
+    app.router.routes.extend(builtin)
+
+    def openapi() -> dict[str, Any]:
+        # The documented hook for a schema of one's own: the Endpoints' routes are documented
+        # by their APIRouter, not by the plain routes that serve them.
+        if app.openapi_schema is None:
+            app.openapi_schema = get_openapi(
+                title=app.title, version=app.version, routes=documented
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -6,9 +6,17 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Header, Path
+from fastapi import Depends, FastAPI, Header, Path, Request
 
-from cartlib import JSONBytes, LeanRoute, SessionDep, Stores, StoresDep
+from cartlib import (
+    Endpoints,
+    JSONBytes,
+    PaymentProcessor,
+    SessionDep,
+    Settings,
+    Stores,
+    StoresDep,
+)
 from cartlib import create_app as create_service
 from cartlib.errors import (
     CartError,
@@ -43,11 +51,16 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-processor = TestProcessor()
 
-orders = APIRouter(
-    route_class=LeanRoute, tags=["checkout"], responses=error_responses(*SESSION_ERRORS)
-)
+async def get_payments(request: Request) -> PaymentProcessor:
+    """The processor given to `create_app` (tests may override this dependency)."""
+    payments: PaymentProcessor = request.app.state.payments
+    return payments
+
+
+PaymentsDep = Annotated[PaymentProcessor, Depends(get_payments)]
+
+orders = Endpoints(tags=["checkout"], responses=error_responses(*SESSION_ERRORS))
 CHECKOUT_ERRORS = error_responses(
     *BODY_ERRORS,
     EmptyCart,
@@ -78,6 +91,7 @@ CHECKOUT_ERRORS = error_responses(
 async def checkout(
     stores: StoresDep,
     session: SessionDep,
+    payments: PaymentsDep,
     body: CheckoutRequest,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONBytes:
@@ -85,7 +99,7 @@ async def checkout(
     result = await stores.orders.checkout(
         session.id,
         payment_token=body.payment.token,
-        processor=processor,
+        processor=payments,
         idempotency_key=idempotency_key,
         request_id=request_id_var.get(),
     )
@@ -122,9 +136,22 @@ async def release_expired_checkouts(stores: Stores) -> None:
             logger.warning("released expired checkouts", extra={"released": released})
 
 
-def create_app() -> FastAPI:
-    return create_service(
+def create_app(
+    *,
+    payments: PaymentProcessor | None = None,
+    settings: Settings | None = None,
+    stores: Stores | None = None,
+) -> FastAPI:
+    """The checkout service, charging through `payments` (default: the built-in
+    `TestProcessor`). A deployment with a real provider serves its own factory,
+    `lambda: checkout.app.create_app(payments=Provider(...))`, with no edit here. `settings`
+    and `stores` go to `cartlib.create_app`."""
+    app = create_service(
         title="checkout",
         routers=[cart_router, orders],
         background=[release_expired_checkouts],
+        settings=settings,
+        stores=stores,
     )
+    app.state.payments = payments if payments is not None else TestProcessor()
+    return app

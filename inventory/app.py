@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path
+from fastapi import Depends, FastAPI, Path
 
 from cartlib import (
+    Endpoints,
     JSONBytes,
-    LeanRoute,
     LineChange,
     SessionDep,
+    Settings,
+    Stores,
     StoresDep,
     line_change_json,
     require_admin,
@@ -40,20 +42,20 @@ from inventory.seed import seed_catalog
 
 ItemIdPath = Annotated[ItemId, Path(description="An item id, e.g. `badger-mug`.")]
 
-sessions = APIRouter(route_class=LeanRoute, prefix="/sessions", tags=["sessions"])
+sessions = Endpoints(prefix="/sessions", tags=["sessions"])
 
 
-@sessions.post("", status_code=201, response_model=NewSession)
-async def create_session(stores: StoresDep) -> NewSession:
+@sessions.post("", status_code=201, response_model=NewSession, response_class=JSONBytes)
+async def create_session(stores: StoresDep) -> JSONBytes:
     """Start a guest session; its token authorises the cart calls of both services."""
     issued = stores.tokens.mint()
-    return NewSession(
+    session = NewSession(
         token=issued.token, session_id=issued.session.id, expires_at=issued.session.expires_at
     )
+    return JSONBytes(session.model_dump_json().encode(), 201)
 
 
-items = APIRouter(
-    route_class=LeanRoute,
+items = Endpoints(
     prefix="/items",
     tags=["items"],
     responses=error_responses(StoreUnavailable),
@@ -90,8 +92,7 @@ async def put_item(stores: StoresDep, item_id: ItemIdPath, item: ItemIn) -> JSON
     return JSONBytes(await stores.catalog.put(item_id, item))
 
 
-cart_items = APIRouter(
-    route_class=LeanRoute,
+cart_items = Endpoints(
     prefix="/cart/items",
     tags=["cart"],
     responses=error_responses(*SESSION_ERRORS, ItemNotFound, InsufficientStock, LimitExceeded),
@@ -136,8 +137,7 @@ async def remove_from_cart(
     return _changed(session.id, await stores.carts.remove(session.id, item_id))
 
 
-legacy = APIRouter(
-    route_class=LeanRoute,
+legacy = Endpoints(
     prefix="/Cart",
     tags=["legacy"],
     # LimitExceeded: a line at the cap or a cart at CART_MAX_LINES refuses one unit more.
@@ -159,10 +159,13 @@ async def legacy_add_to_cart(
     return JSONBytes(b'{"message":"OK","cart":' + lines + b"}", 201)
 
 
-def create_app() -> FastAPI:
+def create_app(*, settings: Settings | None = None, stores: Stores | None = None) -> FastAPI:
+    """The inventory service; `settings` and `stores` go to `cartlib.create_app`."""
     return create_service(
         title="inventory",
         # Busiest first: requests are matched against routes in this order.
         routers=[cart_items, cart_router, items, sessions, legacy],
         on_startup=[seed_catalog],
+        settings=settings,
+        stores=stores,
     )

@@ -1,4 +1,5 @@
-"""`LeanRoute` answers exactly as FastAPI's own handler does, for good and bad requests."""
+"""`Endpoints` answer exactly as FastAPI's own handler does, for good and bad requests, and
+honour `app.dependency_overrides` however their routes joined the app."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from cartlib.endpoints import Endpoints
 from cartlib.models import AddToCart, ItemId
 from cartlib.responses import JSONBytes
-from cartlib.routing import LeanRoute
 
 bearer = HTTPBearer(auto_error=False)
 calls: list[str] = []
@@ -38,7 +39,7 @@ async def gate(request: Request) -> None:
         raise HTTPException(403, "Not allowed")
 
 
-def routes(router: APIRouter) -> APIRouter:
+def routes(router: APIRouter | Endpoints) -> APIRouter | Endpoints:
     @router.post("/items/{item_id}", status_code=201)
     async def add(
         who: Annotated[str, Depends(session)],
@@ -60,18 +61,15 @@ def routes(router: APIRouter) -> APIRouter:
     async def guarded(body: AddToCart) -> JSONBytes:
         return JSONBytes(orjson.dumps(body.model_dump()), 201)
 
-    @router.get("/model")
-    async def model() -> dict[str, str]:
-        return {"served": "by FastAPI"}
-
     return router
 
 
 standard = routes(APIRouter(prefix="/standard"))
-lean = routes(APIRouter(prefix="/lean", route_class=LeanRoute))
+served = routes(Endpoints(prefix="/lean"))
+assert isinstance(standard, APIRouter) and isinstance(served, Endpoints)
 app = FastAPI()
 app.include_router(standard)
-app.include_router(lean)
+app.router.routes.extend(served.routes)
 
 GOOD_BODY = b'{"item": {"id": "mug"}, "quantity": 2}'
 JSON = {"content-type": "application/json"}
@@ -113,7 +111,7 @@ async def client() -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://test")
 
 
-# Where LeanRoute answers otherwise, on purpose: (FastAPI's status, LeanRoute's).
+# Where Endpoints answer otherwise, on purpose: (FastAPI's status, theirs).
 DIFFERENCES = {
     # A body that does not say it is JSON is not parsed as JSON: 415, not "not an object".
     "form content type": (422, 415),
@@ -147,8 +145,8 @@ async def test_lean_answers_as_fastapi_does(client: httpx.AsyncClient, name: str
 
 
 async def test_dependencies_without_a_name_run(client: httpx.AsyncClient) -> None:
-    """`dependencies=[Depends(check)]` on the route: skipped by LeanRoute before, so the admin
-    route, once served lean, took any token."""
+    """`dependencies=[Depends(check)]` on the route: skipped by LeanRoute once, so the admin
+    route, once served that way, took any token."""
     closed = await client.post("/lean/guarded", headers=JSON, content=GOOD_BODY)
     assert (closed.status_code, closed.json()) == (403, {"detail": "Not allowed"})
 
@@ -160,15 +158,25 @@ async def test_a_dependency_used_twice_runs_once_per_request(client: httpx.Async
     assert calls == ["tenant"]
 
 
-def test_routes_it_cannot_serve_fall_back_to_fastapi() -> None:
-    served = {
-        route.path: route.served_lean for route in lean.routes if isinstance(route, LeanRoute)
-    }
-    assert served == {
-        "/lean/items/{item_id}": True,
-        "/lean/guarded": True,
-        "/lean/model": False,
-    }
+def test_an_endpoint_it_cannot_serve_is_refused_when_declared() -> None:
+    """No silent fallback: what `Endpoints` cannot serve as FastAPI would fails at import."""
+    endpoints = Endpoints()
+
+    async def returns_a_dict() -> dict[str, str]:
+        return {}
+
+    async def takes_a_query(q: str) -> JSONBytes:
+        return JSONBytes(q.encode())
+
+    def not_async() -> JSONBytes:
+        return JSONBytes(b"{}")
+
+    async def two_bodies(one: AddToCart, two: AddToCart) -> JSONBytes:
+        return JSONBytes(orjson.dumps([one.model_dump(), two.model_dump()]))
+
+    for endpoint in (returns_a_dict, takes_a_query, not_async, two_bodies):
+        with pytest.raises(TypeError):
+            endpoints.get("/x")(endpoint)  # type: ignore[arg-type]
 
 
 async def test_dependency_overrides_are_honoured(client: httpx.AsyncClient) -> None:
@@ -183,13 +191,25 @@ async def test_dependency_overrides_are_honoured(client: httpx.AsyncClient) -> N
     assert response.json()["tenant"] == "overridden"
 
 
-def test_the_services_hot_routes_are_served_lean() -> None:
-    from cartlib.routes import cart_router
-    from checkout.app import orders
-    from inventory.app import cart_items, items, legacy
+def test_the_services_routes_are_served_by_endpoints() -> None:
+    """Every route of both services but the probes, scrapes and docs pages is a plain
+    Starlette route: none goes through FastAPI's generic solver."""
+    from fastapi.routing import APIRoute
+    from starlette.routing import Route
 
-    # items: the admin route too, so that it refuses what the others refuse (duplicate keys,
-    # a body that is not declared JSON) and checks the token before reading the body.
-    hot = [*cart_items.routes, *legacy.routes, *cart_router.routes, *orders.routes, *items.routes]
-    assert hot
-    assert all(isinstance(route, LeanRoute) and route.served_lean for route in hot)
+    import checkout.app
+    import inventory.app
+    from tests.cartlib.conftest import make_settings
+
+    settings = make_settings("redis://127.0.0.1:1/0")
+    operations = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"}
+    for service in (inventory.app, checkout.app):
+        service_app = service.create_app(settings=settings)
+        documented = set(service_app.openapi()["paths"]) - operations
+        served = {
+            route.path
+            for route in service_app.router.routes
+            if isinstance(route, Route) and not isinstance(route, APIRoute)
+        }
+        assert documented
+        assert documented <= served, documented - served
