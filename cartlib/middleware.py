@@ -75,17 +75,29 @@ class ServiceMiddleware:
         context = request_id_var.set(request_id)
         status = 500
         head = scope["method"] == "HEAD"
+        inner = {**scope, "method": "GET"} if head else scope
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            observed = True
+            if head and "route" in inner:  # the route matched, for the metrics' handler label
+                scope["route"] = inner["route"]
+            self._observe(scope, status, perf_counter() - started)
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", ()), header]
-            elif head and message.get("body"):
-                message = {**message, "body": b""}
+            elif message["type"] == "http.response.body":
+                if head and message.get("body"):
+                    message = {**message, "body": b""}
+                if not message.get("more_body", False):
+                    # Before the last byte leaves: a client that has its answer finds it counted.
+                    observe()
             await send(message)
 
-        inner = {**scope, "method": "GET"} if head else scope
         try:
             if too_large:
                 refusal = self._too_large()
@@ -97,9 +109,8 @@ class ServiceMiddleware:
             else:
                 await self.app(inner, self._limited(receive), send_with_request_id)
         finally:
-            if head and "route" in inner:  # the route matched, for the metrics' handler label
-                scope["route"] = inner["route"]
-            self._observe(scope, status, perf_counter() - started)
+            if not observed:  # no complete answer was sent (an error, a disconnect)
+                observe()
             request_id_var.reset(context)
 
     def _limited(self, receive: Receive) -> Receive:
