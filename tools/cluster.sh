@@ -13,7 +13,7 @@
 #
 # Everything lives under $STOREFRONT_CLUSTER_DIR (default /var/lib/storefront-cluster) and
 # $STOREFRONT_CLUSTER_RUN (default /run/storefront-cluster); the node's address is on a dummy
-# interface of its own (sfk8s0, 10.215.0.1), pods get 10.213.0.0/24 on the bridge sfcni0 and
+# interface of its own (the port-less bridge sfk8s0, 10.215.0.1), pods get 10.213.0.0/24 on the bridge sfcni0 and
 # Services 10.214.0.0/24. Nothing listens on another interface. Root only.
 set -euo pipefail
 
@@ -93,7 +93,7 @@ start() {
     local name=$1
     shift
     running "$name" && return 0
-    setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
+    setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 8>&- 9>&- &
     echo $! >"$RUN_DIR/$name.pid"
 }
 
@@ -213,6 +213,8 @@ state = "$RUN_DIR/containerd/state"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_selinux = false
+  # A process here may not lower its oom_score_adj (runc fails "can't get final child's PID").
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -379,11 +381,12 @@ normalize_ref() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Node network: the node's own address on a dummy interface; br_netfilter for Services
+# Node network: the node's own address on a bridge with no ports (this kernel has no dummy
+# interfaces); br_netfilter for Services
 
 setup_network() {
     if ! ip link show "$NODE_IF" >/dev/null 2>&1; then
-        ip link add "$NODE_IF" type dummy
+        ip link add "$NODE_IF" type bridge
         ip addr add "$NODE_IP/32" dev "$NODE_IF"
         ip link set "$NODE_IF" up
     fi
@@ -497,6 +500,18 @@ up() {
 
 # ---------------------------------------------------------------------------------------
 
+# The kubelet's own iptables chains (kube-proxy --cleanup leaves them).
+remove_kubelet_chains() {
+    local table chain
+    while iptables -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    while iptables -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    for table in filter nat mangle; do
+        for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+            iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null || true
+        done
+    done
+}
+
 down() {
     ((EUID == 0)) || die "needs root"
     [[ -d $RUN_DIR || -d $DATA_DIR ]] || return 0
@@ -535,6 +550,7 @@ down() {
     if [[ -n $BIN && -x $BIN/hyperkube ]]; then
         "$BIN/hyperkube" kube-proxy --cleanup >/dev/null 2>&1 || true
     fi
+    remove_kubelet_chains
     # Mounts under the data dir (kubelet volumes, containerd's overlay and sandbox shm).
     local mount_point
     while read -r mount_point; do
