@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: help run test lint clean docker-ready redis-images images helm chart-tools manifests \
-	wrk bench bench-quick bench-profile bench-cpu loadgen prometheus
+	wrk bench bench-quick bench-profile bench-cpu loadgen prometheus \
+	cluster-tools cluster cluster-down test-cluster
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -80,8 +81,22 @@ prometheus:  ## Install Prometheus and promtool (Debian's) when missing: the obs
 manifests: $(STAMP) helm  ## Re-render k8s/base and k8s/components from the Helm chart
 	$(BIN)/python tools/render_manifests.py
 
-test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test, against real Redis in Docker
-	$(BIN)/pytest
+test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test but tests/cluster, against real Redis in Docker
+	$(BIN)/pytest --ignore=tests/cluster
+
+cluster-tools: docker-ready helm  ## Build Kubernetes, etcd, CoreDNS, local-path-provisioner and skaffold from their Go modules (cached); kubectl
+	tools/build-cluster.sh >/dev/null
+	tools/install-kubectl.sh
+	tools/install-skaffold.sh
+
+cluster: cluster-tools  ## Start the local single-node Kubernetes (docs/cluster.md); KUBECONFIG=/var/lib/storefront-cluster/admin.kubeconfig
+	tools/cluster.sh up
+
+cluster-down:  ## Stop everything `make cluster` started
+	tools/cluster.sh down
+
+test-cluster: $(STAMP) cluster-tools redis-images images  ## The chart, the manifests and skaffold on the local cluster (started and stopped by the tests)
+	$(BIN)/pytest tests/cluster
 
 clean:  ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,6 +9,8 @@
 #   tools/cluster.sh load IMAGE[=REF]...
 #                              copy images from the Docker engine into the cluster's
 #                              containerd (as REF when given): pods see them, no registry
+#   tools/cluster.sh redis-image
+#                              build storefront-cluster/redis:7 (storefront-redis:7 with a shell)
 #   tools/cluster.sh env       the KUBECONFIG line to eval
 #
 # Everything lives under $STOREFRONT_CLUSTER_DIR (default /var/lib/storefront-cluster) and
@@ -48,6 +50,7 @@ readonly PAUSE_IMAGE="storefront-cluster/pause:3.10"
 readonly COREDNS_IMAGE="storefront-cluster/coredns:$COREDNS_VERSION_LABEL"
 readonly LPP_IMAGE="storefront-cluster/local-path-provisioner:v0.0.30"
 readonly BUSYBOX_IMAGE="storefront-cluster/busybox:1.35"
+readonly CLUSTER_REDIS_IMAGE="storefront-cluster/redis:7"
 # Order matters for `down`: the last started is stopped first.
 readonly PROCESSES=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 readonly DEBS=(containerd runc containernetworking-plugins iptables openssl busybox-static gcc libc6-dev)
@@ -246,7 +249,8 @@ EOF
         "routes": [{ "dst": "0.0.0.0/0" }]
       }
     },
-    { "type": "portmap", "capabilities": { "portMappings": true } }
+    { "type": "portmap", "capabilities": { "portMappings": true } },
+    { "type": "firewall", "backend": "iptables" }
   ]
 }
 EOF
@@ -380,6 +384,25 @@ normalize_ref() {
     printf '%s\n' "$ref"
 }
 
+# A Redis image for the chart in the cluster: the project's storefront-redis:7 (no shell) with
+# busybox's sh and sleep, which the chart's sentinel mode runs (the official image has them).
+redis_image() {
+    local context="$DATA_DIR/redis-image" image=$CLUSTER_REDIS_IMAGE
+    docker image inspect storefront-redis:7 >/dev/null 2>&1 || die "no storefront-redis:7: run make redis-images"
+    rm -rf "$context"
+    mkdir -p "$context"
+    cp /bin/busybox "$context/busybox"
+    local user
+    user="$(docker image inspect --format '{{.Config.User}}' storefront-redis:7)"
+    printf '%s\n' 'FROM storefront-redis:7' 'COPY busybox /bin/busybox' 'USER 0' \
+        'RUN ["/bin/busybox", "ln", "-s", "busybox", "/bin/sh"]' \
+        'RUN ["/bin/busybox", "ln", "-s", "busybox", "/bin/sleep"]' "USER ${user:-0}" >"$context/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build --force-rm -q -t "$image" "$context" >/dev/null 2>&1 ||
+        die "docker build of $image failed"
+    rm -rf "$context"
+    printf '%s\n' "$image"
+}
+
 # ---------------------------------------------------------------------------------------
 # Node network: the node's own address on a bridge with no ports (this kernel has no dummy
 # interfaces); br_netfilter for Services
@@ -427,6 +450,7 @@ start_control_plane() {
         --service-account-signing-key-file "$PKI/sa.key" \
         --service-account-issuer "https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
         --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+        --kubelet-preferred-address-types InternalIP \
         --allow-privileged=true --profiling=false --event-ttl 30m
     wait_until 60 "containerd" test -S "$CONTAINERD_SOCK"
     wait_until 120 "kube-apiserver /readyz" api_ready
@@ -500,11 +524,17 @@ up() {
 
 # ---------------------------------------------------------------------------------------
 
-# The kubelet's own iptables chains (kube-proxy --cleanup leaves them).
+# The kubelet's own iptables chains (kube-proxy --cleanup leaves them) and the CNI firewall
+# plugin's (it lets pod traffic through Docker's FORWARD policy DROP; its per-pod rules go
+# with the pods, the chains stay).
 remove_kubelet_chains() {
     local table chain
     while iptables -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
     while iptables -t filter -D OUTPUT -j KUBE-FIREWALL 2>/dev/null; do :; done
+    while iptables -t filter -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null; do :; done
+    for chain in CNI-FORWARD CNI-ADMIN; do
+        iptables -t filter -F "$chain" 2>/dev/null && iptables -t filter -X "$chain" 2>/dev/null || true
+    done
     for table in filter nat mangle; do
         for chain in KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
             iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null || true
@@ -581,6 +611,10 @@ main() {
     down) down ;;
     status) status ;;
     env) printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_ADMIN" ;;
+    redis-image)
+        mkdir -p "$DATA_DIR"
+        redis_image
+        ;;
     load)
         shift
         BIN="$(cat "$RUN_DIR/bin" 2>/dev/null)" || die "the cluster is not up"

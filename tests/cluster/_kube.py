@@ -27,9 +27,10 @@ TOOLS_BIN: Final = REPO_ROOT / ".tools" / "bin"
 KUBECTL: Final = TOOLS_BIN / "kubectl"
 HELM: Final = Path(os.environ.get("HELM", TOOLS_BIN / "helm"))
 SKAFFOLD: Final = TOOLS_BIN / "skaffold"
-KUBECONFIG: Final = Path(
-    os.environ.get("STOREFRONT_CLUSTER_DIR", "/var/lib/storefront-cluster")
-) / "admin.kubeconfig"
+KUBECONFIG: Final = (
+    Path(os.environ.get("STOREFRONT_CLUSTER_DIR", "/var/lib/storefront-cluster"))
+    / "admin.kubeconfig"
+)
 SHOPPER: Final = Path(__file__).resolve().parent / "shopper.py"
 
 RESTRICTED_LABELS: Final = {
@@ -55,7 +56,9 @@ def run(
             env=env,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"{' '.join(map(str, args))} did not finish in {timeout}s: {exc}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(map(str, args))} did not finish in {timeout}s: {exc}", pytrace=False
+        )
     if check and result.returncode != 0:
         pytest.fail(
             f"{' '.join(str(a) for a in args)} exited {result.returncode}:\n"
@@ -73,7 +76,9 @@ def kubectl_json(*args: str) -> Any:
     return json.loads(kubectl(*args, "-o", "json"))
 
 
-def helm(*args: str | Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def helm(
+    *args: str | Path, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     return run(HELM, *args, check=check, timeout=timeout)
 
 
@@ -109,8 +114,15 @@ class Namespace:
         return cls(name)
 
     def delete(self) -> None:
-        kubectl("delete", "namespace", self.name, "--wait=true", "--timeout=120s", check=False,
-                timeout=150)
+        kubectl(
+            "delete",
+            "namespace",
+            self.name,
+            "--wait=true",
+            "--timeout=120s",
+            check=False,
+            timeout=150,
+        )
 
     def pods(self, selector: str = "") -> list[dict[str, Any]]:
         args = ["get", "pods", "-n", self.name]
@@ -152,27 +164,33 @@ def run_shopper(
     args: Sequence[str],
     *,
     seconds: float,
-    name: str | None = None,
+    name: str = "shopper",
+    files: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run shopper.py in a Pod (the checkout image's Python) and return its JSON report.
 
-    The Pod carries the release's client label, so the chart's NetworkPolicies admit it."""
-    start_shopper(namespace, release_fullname, image, args, name=name or "shopper")
-    return shopper_report(namespace, name or "shopper", seconds=seconds)
+    The Pod carries the release's client label, so the chart's NetworkPolicies admit it.
+    `files` ({name: text}) are mounted beside shopper.py, in /shopper."""
+    start_shopper(namespace, release_fullname, image, args, name=name, files=files)
+    return shopper_report(namespace, name, seconds=seconds)
 
 
 def start_shopper(
-    namespace: str, release_fullname: str, image: str, args: Sequence[str], *, name: str
+    namespace: str,
+    release_fullname: str,
+    image: str,
+    args: Sequence[str],
+    *,
+    name: str,
+    files: dict[str, str] | None = None,
 ) -> None:
-    kubectl(
-        "create", "configmap", "shopper", "-n", namespace, f"--from-file=shopper.py={SHOPPER}",
-        "--dry-run=client", "-o", "yaml",
-    )
-    configmap = kubectl(
-        "create", "configmap", "shopper", "-n", namespace, f"--from-file=shopper.py={SHOPPER}",
-        "--dry-run=client", "-o", "yaml",
-    )
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=configmap)
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"shopper.py": SHOPPER.read_text(), **(files or {})},
+    }
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(configmap))
     pod_security, container_security = restricted_security()
     pod = {
         "apiVersion": "v1",
@@ -201,7 +219,7 @@ def start_shopper(
                     "volumeMounts": [{"name": "shopper", "mountPath": "/shopper"}],
                 }
             ],
-            "volumes": [{"name": "shopper", "configMap": {"name": "shopper"}}],
+            "volumes": [{"name": "shopper", "configMap": {"name": name}}],
         },
     }
     kubectl("delete", "pod", name, "-n", namespace, "--ignore-not-found", "--wait=true")

@@ -2,7 +2,7 @@
 
     python shopper.py flow     --inventory URL --checkout URL
     python shopper.py traffic  --inventory URL --checkout URL --seconds S --max-flows N
-    python shopper.py verify   --checkout URL --orders FILE_OR_JSON
+    python shopper.py verify   --checkout URL --orders JSON_OR_@FILE
 
 `flow`: one shop flow (session, add one unit of an item in stock, checkout, read the order).
 `traffic`: shop flows one after another until S seconds or N flows have passed, each request
@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 TIMEOUT_SECONDS = 5.0
@@ -90,7 +91,7 @@ def traffic(args: argparse.Namespace) -> dict[str, Any]:
         flows += 1
         started = time.time()
         try:
-            orders.append(shop(args.inventory, args.checkout))
+            orders.append({**shop(args.inventory, args.checkout), "at": time.time()})
         except Failed as exc:
             failures.append({"at": started, "error": str(exc)})
             time.sleep(0.2)
@@ -100,7 +101,9 @@ def traffic(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def verify(args: argparse.Namespace) -> dict[str, Any]:
-    orders = json.loads(args.orders)
+    orders = json.loads(
+        Path(args.orders[1:]).read_text() if args.orders[:1] == "@" else args.orders
+    )
     missing = []
     for order in orders:
         try:
@@ -124,7 +127,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-flows", type=int, default=10_000)
     parser.add_argument("--pause", type=float, default=0.05, help="seconds between flows")
-    parser.add_argument("--orders", default="[]", help="JSON list of acknowledged orders")
+    parser.add_argument(
+        "--orders", default="[]", help="JSON list of acknowledged orders, or @FILE holding it"
+    )
     args = parser.parse_args(argv)
     if args.mode == "flow":
         try:
