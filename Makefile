@@ -84,10 +84,11 @@ manifests: $(STAMP) helm  ## Re-render k8s/base and k8s/components from the Helm
 test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test but tests/cluster, against real Redis in Docker
 	$(BIN)/pytest --ignore=tests/cluster
 
-cluster-tools: docker-ready helm  ## Build Kubernetes, etcd, CoreDNS, local-path-provisioner and skaffold from their Go modules (cached); kubectl
+cluster-tools: docker-ready helm  ## Build Kubernetes, etcd, CoreDNS, local-path-provisioner and skaffold from their Go modules (cached); kubectl; Helm 3 for skaffold
 	tools/build-cluster.sh >/dev/null
 	tools/install-kubectl.sh
 	tools/install-skaffold.sh
+	tools/install-helm3.sh
 
 cluster: cluster-tools  ## Start the local single-node Kubernetes (docs/cluster.md); KUBECONFIG=/var/lib/storefront-cluster/admin.kubeconfig
 	tools/cluster.sh up

@@ -211,7 +211,7 @@ def _sentinel_pool(
         raise ValueError("REDIS_SENTINELS works with a redis:// REDIS_URL only (no TLS, no socket)")
     sentinel_password = settings.redis_sentinel_password
     # redis-py's sentinel module has no type hints.
-    sentinels = Sentinels(  # type: ignore[no-untyped-call]
+    sentinels = Sentinels(  # type: ignore[no-untyped-call,unused-ignore]
         list(settings.redis_sentinels),
         sentinel_kwargs={
             "password": sentinel_password.get_secret_value() if sentinel_password else None,

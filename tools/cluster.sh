@@ -9,6 +9,8 @@
 #   tools/cluster.sh load IMAGE[=REF]...
 #                              copy images from the Docker engine into the cluster's
 #                              containerd (as REF when given): pods see them, no registry
+#   tools/cluster.sh load-skaffold-image
+#                              skaffold's build hook (profile local-cluster): load $SKAFFOLD_IMAGE
 #   tools/cluster.sh redis-image
 #                              build storefront-cluster/redis:7 (storefront-redis:7 with a shell)
 #   tools/cluster.sh env       the KUBECONFIG line to eval
@@ -611,6 +613,15 @@ main() {
     down) down ;;
     status) status ;;
     env) printf 'export KUBECONFIG=%s\n' "$KUBECONFIG_ADMIN" ;;
+    load-skaffold-image)
+        # A skaffold build hook (skaffold.yaml, profile local-cluster): SKAFFOLD_IMAGE is the
+        # tag it built; unpushed, skaffold deploys it as REPO:<image id> (its TagWithImageID).
+        BIN="$(cat "$RUN_DIR/bin" 2>/dev/null)" || die "the cluster is not up (make cluster)"
+        [[ -n ${SKAFFOLD_IMAGE:-} ]] || die "SKAFFOLD_IMAGE is not set (run by skaffold only)"
+        local id
+        id="$(docker image inspect --format '{{.Id}}' "$SKAFFOLD_IMAGE")" || die "no image $SKAFFOLD_IMAGE"
+        load_images "$SKAFFOLD_IMAGE" "$SKAFFOLD_IMAGE=${SKAFFOLD_IMAGE%:*}:${id#sha256:}"
+        ;;
     redis-image)
         mkdir -p "$DATA_DIR"
         redis_image
