@@ -6,6 +6,7 @@
 #   etcd, coredns           at the versions tools/cluster/go.mod pins
 #   local-path-provisioner  the StorageClass' provisioner (its own module: it imports logrus
 #                           by its old capitalised path, which collides with the others')
+#   kube-router             NetworkPolicy enforcement only (its own module, tools/kube-router)
 #   pause                   the pod sandbox, compiled from k8s.io/kubernetes' build/pause/linux
 #
 # Versions: tools/cluster/go.mod and tools/local-path-provisioner/go.mod (with go.sum). The
@@ -20,6 +21,7 @@ REPO_ROOT="$(dirname "$(dirname "$SCRIPT_PATH")")"
 readonly SCRIPT_PATH REPO_ROOT
 readonly CLUSTER_MODULE="$REPO_ROOT/tools/cluster"
 readonly LPP_MODULE="$REPO_ROOT/tools/local-path-provisioner"
+readonly KUBE_ROUTER_MODULE="$REPO_ROOT/tools/kube-router"
 readonly LOCK_FILE="${STOREFRONT_CLUSTER_BUILD_LOCK:-/tmp/storefront-build-cluster.lock}"
 # Go parallelism: the machines have 2 cores and other work runs beside the build.
 readonly GO_PARALLEL="${STOREFRONT_GO_PARALLEL:-2}"
@@ -61,12 +63,13 @@ build_key() {
     {
         "$go" version
         cat "$SCRIPT_PATH" "$CLUSTER_MODULE/go.mod" "$CLUSTER_MODULE/go.sum" \
-            "$LPP_MODULE/go.mod" "$LPP_MODULE/go.sum"
+            "$LPP_MODULE/go.mod" "$LPP_MODULE/go.sum" \
+            "$KUBE_ROUTER_MODULE/go.mod" "$KUBE_ROUTER_MODULE/go.sum"
         find "$CLUSTER_MODULE/cmd" -name '*.go' -type f | LC_ALL=C sort | xargs cat
     } | sha256sum | cut -c1-16
 }
 
-readonly BINARIES=(hyperkube etcd coredns local-path-provisioner pause)
+readonly BINARIES=(hyperkube etcd coredns local-path-provisioner kube-router pause)
 
 complete() {
     local bin
@@ -104,6 +107,9 @@ main() {
     log "building local-path-provisioner"
     (cd "$LPP_MODULE" && nice -n 5 "$go" build -ldflags "-s -w" -o "$tmp/local-path-provisioner" \
         github.com/rancher/local-path-provisioner) || die "go build in $LPP_MODULE failed"
+    log "building kube-router (NetworkPolicy enforcement)"
+    (cd "$KUBE_ROUTER_MODULE" && nice -n 5 "$go" build -ldflags "-s -w" -o "$tmp/kube-router" \
+        github.com/cloudnativelabs/kube-router/v2/cmd/kube-router) || die "go build in $KUBE_ROUTER_MODULE failed"
     gomodcache="$("$go" env GOMODCACHE)"
     (cd "$CLUSTER_MODULE" && "$go" mod download k8s.io/kubernetes)
     gcc -Os -Wall -Werror -static -DVERSION="$version" -o "$tmp/pause" \

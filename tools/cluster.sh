@@ -54,8 +54,8 @@ readonly LPP_IMAGE="storefront-cluster/local-path-provisioner:v0.0.30"
 readonly BUSYBOX_IMAGE="storefront-cluster/busybox:1.35"
 readonly CLUSTER_REDIS_IMAGE="storefront-cluster/redis:7"
 # Order matters for `down`: the last started is stopped first.
-readonly PROCESSES=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
-readonly DEBS=(containerd runc containernetworking-plugins iptables openssl busybox-static gcc libc6-dev)
+readonly PROCESSES=(etcd containerd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
+readonly DEBS=(containerd runc containernetworking-plugins iptables ipset openssl busybox-static gcc libc6-dev)
 
 BIN=""
 
@@ -87,10 +87,14 @@ wait_until() {
 
 pid_of() { [[ -f $RUN_DIR/$1.pid ]] && cat "$RUN_DIR/$1.pid"; }
 
+# running NAME: the process `start` recorded still runs, and is that process (its command
+# line names NAME and the data dir), not another that got its pid after a reboot.
 running() {
-    local pid
+    local pid cmdline
     pid="$(pid_of "$1")" || return 1
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ $cmdline == *"$1"* && $cmdline == *"$DATA_DIR"* ]]
 }
 
 # start NAME COMMAND...: run COMMAND in its own session, logging to $LOG_DIR/NAME.log.
@@ -106,7 +110,7 @@ start() {
 stop() {
     local name=$1 pid deadline
     pid="$(pid_of "$name")" || return 0
-    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+    if running "$name"; then
         kill -TERM "$pid" 2>/dev/null || true
         deadline=$((SECONDS + 15))
         while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
@@ -192,12 +196,15 @@ make_pki() {
     cert controller-manager "/CN=system:kube-controller-manager"
     cert scheduler "/CN=system:kube-scheduler"
     cert kube-proxy "/CN=system:kube-proxy"
+    # kube-router watches pods, namespaces and NetworkPolicies cluster-wide: a system component.
+    cert kube-router "/O=system:masters/CN=kube-router"
     cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
     cert kubelet-serving "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
     kubeconfig admin admin
     kubeconfig controller-manager controller-manager
     kubeconfig scheduler scheduler
     kubeconfig kube-proxy kube-proxy
+    kubeconfig kube-router kube-router
     kubeconfig kubelet kubelet
 }
 
@@ -463,7 +470,8 @@ start_control_plane() {
         --bind-address 127.0.0.1 --secure-port 20257 --leader-elect=false \
         --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
         --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-        --use-service-account-credentials=true --profiling=false
+        --use-service-account-credentials=true --profiling=false \
+        --allocate-node-cidrs=true --cluster-cidr "$POD_CIDR" --node-cidr-mask-size 24
     start kube-scheduler "$BIN/hyperkube" kube-scheduler \
         --kubeconfig "$DATA_DIR/scheduler.kubeconfig" \
         --authentication-kubeconfig "$DATA_DIR/scheduler.kubeconfig" \
@@ -476,6 +484,12 @@ start_node() {
         --kubeconfig "$DATA_DIR/kubelet.kubeconfig" --root-dir "$DATA_DIR/kubelet" \
         --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
     start kube-proxy "$BIN/hyperkube" kube-proxy --config "$DATA_DIR/kube-proxy.yaml"
+    # NetworkPolicy enforcement only: pods get their network from the bridge plugin and
+    # Services from kube-proxy.
+    start kube-router "$BIN/kube-router" --kubeconfig "$DATA_DIR/kube-router.kubeconfig" \
+        --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+        --hostname-override "$NODE_NAME" --service-cluster-ip-range "$SERVICE_CIDR" \
+        --health-port 20244 --metrics-port 0 --iptables-sync-period 1m
     wait_until 180 "node $NODE_NAME Ready" node_ready
 }
 
@@ -557,6 +571,7 @@ down() {
         kubectl delete namespaces --all --wait=false --timeout=30s >/dev/null 2>&1 || true
         kubectl delete pods --all --all-namespaces --grace-period=1 --wait=true --timeout=60s >/dev/null 2>&1 || true
     fi
+    stop kube-router
     stop kube-proxy
     stop kubelet
     # Whatever pod is left: stop its tasks in our containerd (never Docker's).
@@ -576,11 +591,14 @@ down() {
     local name i
     for ((i = ${#PROCESSES[@]} - 1; i >= 0; i--)); do
         name="${PROCESSES[$i]}"
-        [[ $name == kubelet || $name == kube-proxy ]] || stop "$name"
+        [[ $name == kubelet || $name == kube-proxy || $name == kube-router ]] || stop "$name"
     done
-    # kube-proxy's iptables chains (KUBE-*), removed by kube-proxy itself.
+    # kube-proxy's and kube-router's iptables chains and ipsets, removed by themselves.
     if [[ -n $BIN && -x $BIN/hyperkube ]]; then
         "$BIN/hyperkube" kube-proxy --cleanup >/dev/null 2>&1 || true
+    fi
+    if [[ -n $BIN && -x $BIN/kube-router ]]; then
+        timeout 60 "$BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
     fi
     remove_kubelet_chains
     # Mounts under the data dir (kubelet volumes, containerd's overlay and sandbox shm).

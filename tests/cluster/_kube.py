@@ -166,12 +166,15 @@ def run_shopper(
     seconds: float,
     name: str = "shopper",
     files: dict[str, str] | None = None,
+    client_label: bool = True,
 ) -> dict[str, Any]:
     """Run shopper.py in a Pod (the checkout image's Python) and return its JSON report.
 
     The Pod carries the release's client label, so the chart's NetworkPolicies admit it.
     `files` ({name: text}) are mounted beside shopper.py, in /shopper."""
-    start_shopper(namespace, release_fullname, image, args, name=name, files=files)
+    start_shopper(
+        namespace, release_fullname, image, args, name=name, files=files, client_label=client_label
+    )
     return shopper_report(namespace, name, seconds=seconds)
 
 
@@ -183,6 +186,7 @@ def start_shopper(
     *,
     name: str,
     files: dict[str, str] | None = None,
+    client_label: bool = True,
 ) -> None:
     configmap = {
         "apiVersion": "v1",
@@ -198,7 +202,10 @@ def start_shopper(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {f"{release_fullname}-client": "true", "app": "shopper"},
+            "labels": {
+                "app": "shopper",
+                **({f"{release_fullname}-client": "true"} if client_label else {}),
+            },
         },
         "spec": {
             "restartPolicy": "Never",

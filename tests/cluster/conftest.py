@@ -41,6 +41,8 @@ def cluster() -> Iterator[None]:
             unavailable(f"{tool} is missing: run `{how}`")
     reused = run(CLUSTER_SH, "status", check=False, timeout=60).returncode == 0
     if not reused:
+        # Whatever a stopped run left (a machine restarted mid-run) goes first.
+        run(CLUSTER_SH, "down", timeout=600)
         run(CLUSTER_SH, "up", timeout=1800)
     try:
         yield

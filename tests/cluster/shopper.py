@@ -3,11 +3,13 @@
     python shopper.py flow     --inventory URL --checkout URL
     python shopper.py traffic  --inventory URL --checkout URL --seconds S --max-flows N
     python shopper.py verify   --checkout URL --orders JSON_OR_@FILE
+    python shopper.py reach    --checkout URL
 
 `flow`: one shop flow (session, add one unit of an item in stock, checkout, read the order).
 `traffic`: shop flows one after another until S seconds or N flows have passed, each request
 with a bounded timeout; failures are counted (never retried in place) and the loop goes on.
 `verify`: read back every acknowledged order, each with its own session token.
+`reach`: whether GET URL/healthz answers at all within the timeout (a NetworkPolicy test).
 
 The last line on stdout is one JSON object (the report); tests/cluster parses it from the
 Pod's log. Standard library only. Every loop is bounded in count and time.
@@ -121,7 +123,7 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["flow", "traffic", "verify"])
+    parser.add_argument("mode", choices=["flow", "traffic", "verify", "reach"])
     parser.add_argument("--inventory", default="")
     parser.add_argument("--checkout", required=True)
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -136,6 +138,13 @@ def main(argv: list[str]) -> int:
             report: dict[str, Any] = {"ok": True, **shop(args.inventory, args.checkout)}
         except Failed as exc:
             report = {"ok": False, "error": str(exc)}
+    elif args.mode == "reach":
+        try:
+            call("GET", f"{args.checkout}/healthz", token=None, body=None, expect=200)
+        except Failed as exc:
+            report = {"reachable": False, "error": str(exc)}
+        else:
+            report = {"reachable": True}
     elif args.mode == "traffic":
         report = traffic(args)
     else:
