@@ -484,13 +484,15 @@ start_node() {
         --kubeconfig "$DATA_DIR/kubelet.kubeconfig" --root-dir "$DATA_DIR/kubelet" \
         --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
     start kube-proxy "$BIN/hyperkube" kube-proxy --config "$DATA_DIR/kube-proxy.yaml"
-    # NetworkPolicy enforcement only: pods get their network from the bridge plugin and
-    # Services from kube-proxy.
+    wait_until 180 "node $NODE_NAME Ready" node_ready
+    # NetworkPolicy enforcement only, once the node is registered (it looks itself up): pods
+    # get their network from the bridge plugin, Services from kube-proxy. No health or
+    # metrics port (they would listen on every interface).
     start kube-router "$BIN/kube-router" --kubeconfig "$DATA_DIR/kube-router.kubeconfig" \
         --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
         --hostname-override "$NODE_NAME" --service-cluster-ip-range "$SERVICE_CIDR" \
-        --health-port 20244 --metrics-port 0 --iptables-sync-period 1m
-    wait_until 180 "node $NODE_NAME Ready" node_ready
+        --health-port 0 --metrics-port 0 --iptables-sync-period 1m
+    wait_until 60 "kube-router's firewall chains" iptables -S KUBE-ROUTER-FORWARD
 }
 
 # The local-path-provisioner's own manifest (deploy/local-path-storage.yaml in its module),

@@ -9,7 +9,7 @@
 `traffic`: shop flows one after another until S seconds or N flows have passed, each request
 with a bounded timeout; failures are counted (never retried in place) and the loop goes on.
 `verify`: read back every acknowledged order, each with its own session token.
-`reach`: whether GET URL/healthz answers at all within the timeout (a NetworkPolicy test).
+`reach`: whether GET URL/healthz answers within --attempts tries, 1 s apart (NetworkPolicy).
 
 The last line on stdout is one JSON object (the report); tests/cluster parses it from the
 Pod's log. Standard library only. Every loop is bounded in count and time.
@@ -130,21 +130,39 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--max-flows", type=int, default=10_000)
     parser.add_argument("--pause", type=float, default=0.05, help="seconds between flows")
     parser.add_argument(
+        "--attempts", type=int, default=15, help="tries, 1 s apart (flow: readiness; reach)"
+    )
+    parser.add_argument(
         "--orders", default="[]", help="JSON list of acknowledged orders, or @FILE holding it"
     )
     args = parser.parse_args(argv)
     if args.mode == "flow":
+        # A new pod may start before the network (policies) knows it: the services' readiness
+        # is polled first, a bounded number of times.
+        for attempt in range(args.attempts):
+            try:
+                for base in (args.inventory, args.checkout):
+                    call("GET", f"{base}/readyz", token=None, body=None, expect=200)
+                break
+            except Failed:
+                if attempt + 1 == args.attempts:
+                    break
+                time.sleep(1)
         try:
             report: dict[str, Any] = {"ok": True, **shop(args.inventory, args.checkout)}
         except Failed as exc:
             report = {"ok": False, "error": str(exc)}
     elif args.mode == "reach":
-        try:
-            call("GET", f"{args.checkout}/healthz", token=None, body=None, expect=200)
-        except Failed as exc:
-            report = {"reachable": False, "error": str(exc)}
-        else:
-            report = {"reachable": True}
+        report = {"reachable": False, "errors": []}
+        for _ in range(args.attempts):
+            try:
+                call("GET", f"{args.checkout}/healthz", token=None, body=None, expect=200)
+            except Failed as exc:
+                report["errors"].append(str(exc))
+                time.sleep(1)
+            else:
+                report = {"reachable": True, "attempts": len(report["errors"]) + 1}
+                break
     elif args.mode == "traffic":
         report = traffic(args)
     else:

@@ -54,16 +54,6 @@ def test_only_labelled_clients_reach_the_services(
     )
     assert flow["ok"], flow
     for service in (INVENTORY, CHECKOUT):
-        outsider = run_shopper(
-            namespace,
-            FULLNAME,
-            images["checkout"],
-            ["reach", "--checkout", service],
-            seconds=120,
-            name="outsider",
-            client_label=False,
-        )
-        assert outsider["reachable"] is False, (service, outsider)
         insider = run_shopper(
             namespace,
             FULLNAME,
@@ -73,3 +63,15 @@ def test_only_labelled_clients_reach_the_services(
             name="insider",
         )
         assert insider["reachable"] is True, (service, insider)
+        # Refused every time, over 5 s (not only before the policy engine knew the pod).
+        outsider = run_shopper(
+            namespace,
+            FULLNAME,
+            images["checkout"],
+            ["reach", "--checkout", service, "--attempts", "5"],
+            seconds=120,
+            name="outsider",
+            client_label=False,
+        )
+        assert outsider["reachable"] is False, (service, outsider)
+        assert len(outsider["errors"]) == 5, outsider
