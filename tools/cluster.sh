@@ -560,6 +560,17 @@ remove_kubelet_chains() {
     done
 }
 
+# kube-router's firewall chains (its --cleanup-config leaves them when the sets are gone).
+remove_kube_router_chains() {
+    local rule chain chains
+    while read -r rule; do
+        eval "iptables -t filter ${rule/-A /-D }" 2>/dev/null || true
+    done < <(iptables-save -t filter | grep -E '^-A (INPUT|FORWARD|OUTPUT) .*-j KUBE-ROUTER-')
+    chains="$(iptables-save -t filter | sed -n 's/^:\(KUBE-\(ROUTER\|POD-FW\|NWPLCY\)[^ ]*\) .*/\1/p')"
+    for chain in $chains; do iptables -t filter -F "$chain" 2>/dev/null || true; done
+    for chain in $chains; do iptables -t filter -X "$chain" 2>/dev/null || true; done
+}
+
 down() {
     ((EUID == 0)) || die "needs root"
     [[ -d $RUN_DIR || -d $DATA_DIR ]] || return 0
@@ -603,6 +614,7 @@ down() {
         timeout 60 "$BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true
     fi
     remove_kubelet_chains
+    remove_kube_router_chains
     # Mounts under the data dir (kubelet volumes, containerd's overlay and sandbox shm).
     local mount_point
     while read -r mount_point; do
