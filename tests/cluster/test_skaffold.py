@@ -8,6 +8,7 @@ global config of its own (no metrics, no update check: nothing leaves the machin
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +75,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, cluster: None) -> Iterat
         yield copy
     finally:
         skaffold(copy, "delete", check=False, timeout=300)
+        remove_built_images()
         kubectl(
             "delete",
             "namespace",
@@ -83,6 +85,23 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, cluster: None) -> Iterat
             "--timeout=120s",
             timeout=150,
         )
+
+
+def remove_built_images() -> None:
+    """The images skaffold built here: tagged with the copy's commit, and by their ids."""
+    listed = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    built = [
+        ref
+        for ref in listed
+        if re.fullmatch(r"storefront-(inventory|checkout):([0-9a-f]{64}|[0-9a-f]{7}(-dirty)?)", ref)
+    ]
+    if built:
+        subprocess.run(["docker", "image", "rm", *built], capture_output=True, check=False)
 
 
 def skaffold_env() -> dict[str, str]:
