@@ -123,6 +123,9 @@ def skaffold_args(copy: Path, command: str) -> list[str]:
         "--config",
         str(copy / ".skaffold-global.yaml"),
         "--update-check=false",
+        # No artifact cache: a hit skips the build and so the hook that loads the image into
+        # a cluster that may be new.
+        "--cache-artifacts=false",
     ]
 
 
