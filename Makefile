@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: help run test lint lock upgrade test-latest clean docker-ready redis-images images \
 	kube-clients helm chart-tools manifests wrk bench bench-quick bench-profile bench-cpu \
-	bench-http loadgen prometheus soak
+	bench-http loadgen prometheus soak cluster-tools cluster cluster-down test-cluster test-skaffold
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -110,8 +110,26 @@ prometheus:  ## Install Prometheus and promtool (Debian's) when missing: the obs
 manifests: $(STAMP) kube-clients  ## Re-render k8s/base and k8s/components from the Helm chart
 	$(BIN)/python tools/render_manifests.py
 
-test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test, against real Redis in Docker
-	$(BIN)/pytest
+test: $(STAMP) lint redis-images chart-tools images wrk prometheus  ## Every test but tests/cluster, against real Redis in Docker
+	$(BIN)/pytest --ignore=tests/cluster
+
+cluster-tools: docker-ready kube-clients  ## Build Kubernetes, etcd, CoreDNS, local-path-provisioner and skaffold from their Go modules (cached); Helm 3 for skaffold
+	tools/build-cluster.sh >/dev/null
+	tools/install-skaffold.sh
+	tools/install-helm3.sh
+
+cluster: cluster-tools  ## Start the local single-node Kubernetes (docs/local-cluster.md); KUBECONFIG=/var/lib/storefront-cluster/admin.kubeconfig
+	tools/cluster.sh up
+
+cluster-down:  ## Stop everything `make cluster` started
+	tools/cluster.sh down
+
+test-cluster: $(STAMP) cluster-tools redis-images images  ## The chart and the manifests on the local cluster (started and stopped by the tests)
+	$(BIN)/pytest tests/cluster --ignore=tests/cluster/test_skaffold.py
+
+# Not in CI for now: passed twice, then failed twice in a row (skaffold dev never reported a deploy).
+test-skaffold: $(STAMP) cluster-tools redis-images images  ## skaffold run and skaffold dev on the local cluster
+	$(BIN)/pytest tests/cluster/test_skaffold.py
 
 # Seeds past those `make test` runs (1 to 400), so a soak explores new schedules.
 SCHEDULES ?= 5000

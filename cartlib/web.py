@@ -47,6 +47,22 @@ def package_version() -> str:
         return "0.0.0"
 
 
+STARTUP_RETRY_SECONDS = 1.0
+
+
+async def _retry_startup_hook(hook: StartupHook, stores: Stores) -> None:
+    """Run a startup hook that met Redis down again every STARTUP_RETRY_SECONDS until it
+    succeeds (cancelled with the app's other tasks at shutdown)."""
+    while True:
+        await asyncio.sleep(STARTUP_RETRY_SECONDS)
+        try:
+            await hook(stores)
+        except StoreUnavailable:
+            continue
+        logger.info("startup hook %s done: Redis answers", hook.__name__)
+        return
+
+
 def create_app(
     *,
     title: str,
@@ -75,13 +91,16 @@ def create_app(
         stores = given_stores or Stores.from_settings(settings)
         app.state.stores = stores
         metrics.BUILD_INFO.labels(title, app_version).set(1)
+        tasks = []
         for hook in on_startup:
             try:
                 await hook(stores)
             except StoreUnavailable:
-                # Start anyway: /readyz reports Redis, and the service recovers on its own.
-                logger.warning("startup hook %s skipped: Redis unavailable", hook.__name__)
-        tasks = [asyncio.create_task(task(stores), name=task.__name__) for task in background]
+                # Start anyway (/readyz reports Redis) and run the hook once Redis answers: in
+                # a cluster the services usually start before Redis does.
+                logger.warning("startup hook %s deferred: Redis unavailable", hook.__name__)
+                tasks.append(asyncio.create_task(_retry_startup_hook(hook, stores)))
+        tasks += [asyncio.create_task(task(stores), name=task.__name__) for task in background]
         if metrics.MULTIPROCESS:
             tasks.append(asyncio.create_task(metrics.keep_pool_gauges_fresh()))
         # What exists now (modules, routes, schemas, the stores) lives as long as the process:

@@ -15,6 +15,7 @@ from functools import partial
 import httpx
 import pytest
 
+from inventory.seed import read_catalog
 from tests._redis import RestartableRedis
 from tests.services._outage import (
     CLIENT_TIMEOUT,
@@ -151,3 +152,27 @@ async def test_redis_paused_gives_503s_not_hangs_then_recovery(
     report_recovery("pause", await wait_until_ready(down_shop))
     await assert_recovered(down_shop)
     assert_no_tracebacks(down_shop.stack)
+
+
+async def test_catalog_is_seeded_once_redis_comes_up_after_the_services(
+    restartable_redis: RestartableRedis,
+) -> None:
+    """On a cluster the services usually start before Redis: the startup seed of the bundled
+    catalog runs once Redis answers, in the same processes."""
+    bundled = {item.id for item in read_catalog(None).items}
+    restartable_redis.stop()
+    with running_stack(restartable_redis.url) as stack:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+            shop = Shop(stack, client)
+            restartable_redis.start()
+            await wait_until_ready(shop)
+            listed: set[str] = set()
+            for _ in range(50):  # at most about 10 s
+                listing = await client.get(f"{shop.inventory}/items")
+                if listing.status_code == 200:
+                    listed = {item["id"] for item in listing.json()["items"]}
+                    if bundled <= listed:
+                        break
+                await asyncio.sleep(0.2)
+            assert bundled <= listed, f"the catalog lists {sorted(listed)}"
+        assert_no_tracebacks(stack)
