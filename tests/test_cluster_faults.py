@@ -420,12 +420,14 @@ async def test_killing_a_sessions_master_during_traffic_loses_no_acknowledged_or
     assert set(after) <= {200, 201} and after, after
     figures = await check_nothing_lost(cluster, prefix, traffic, carts_exact=False)
     assert figures["orders_acknowledged"] > 0
+    adds = recovered_after(traffic, killed, "add")
+    checkouts = recovered_after(traffic, killed, "checkout")
     print(  # noqa: T201
         f"{cluster.version}: requests {len(traffic.answers)} {traffic.statuses()}; "
-        f"kill to promoted {promoted_at - killed:.1f} s; adds failed, recovered after the kill "
-        f"{recovered_after(traffic, killed, 'add')}; checkouts "
-        f"{recovered_after(traffic, killed, 'checkout')} (the promoted master has no replica "
-        f"until the restart: WAIT); restart at {restarted - killed:.1f} s, rejoined "
+        f"kill to promoted {promoted_at - killed:.1f} s; adds: {adds[0]} failed, "
+        f"succeeding again {adds[1]:.1f} s after the kill; checkouts: {checkouts[0]} "
+        f"failed, {checkouts[1]:.1f} s (the promoted master has no replica until the "
+        f"restart: WAIT); restart at {restarted - killed:.1f} s, rejoined "
         f"{rejoined - restarted:.1f} s later, then {after}; {figures}"
     )
 
