@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: help run test lint lock upgrade test-latest clean docker-ready redis-images images \
 	kube-clients helm chart-tools manifests wrk bench bench-quick bench-profile bench-cpu \
-	bench-http loadgen prometheus soak cluster-tools cluster cluster-down test-cluster test-skaffold
+	bench-http bench-cluster loadgen prometheus soak cluster-tools cluster cluster-down test-cluster test-skaffold
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -96,6 +96,9 @@ bench-cpu: $(STAMP)  ## Service CPU per request across git revisions (REVS="HEAD
 
 bench-http: $(STAMP) wrk  ## add-to-cart over HTTP: httptools alone, behind the HTTP limits, h11 (~2 min)
 	$(BIN)/python -m bench.http_protocols
+
+bench-cluster: $(STAMP) wrk  ## add-to-cart and checkout on a 6-node cluster beside standalone, one run (~3 min)
+	$(BIN)/python -m bench.cluster
 
 $(LOADGEN_STAMP): $(STAMP)
 	$(UV) sync --quiet --locked --group loadgen

@@ -9,13 +9,15 @@ trip. (Inside MULTI, WAIT would not block, so this is not a transaction.)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import AskError, NoScriptError, TryAgainError
 
-from cartlib.redis import call
+from cartlib.redis import REDIS_ERRORS, call
 from cartlib.scripts import Prelude, ScriptArg, source
 
 
@@ -118,6 +120,9 @@ class ClusterReplicatedWrites(ReplicatedWrites):
         self, key: str, queue: Callable[[Pipeline], object]
     ) -> tuple[list[Any], int]:
         """Queue writes with `queue` on a pipeline to the owner of `key`'s slot, then WAIT."""
+        # The slot map is read by the cluster client's first command: a process whose first
+        # command is one of these reads it here (a no-op once it has one).
+        await self.redis.initialize()
         # redis-py's cluster client is untyped: its slot map, read without a round trip.
         node: Any = self.redis.get_node_from_key(key)  # type: ignore[attr-defined]
         address, asking = (node.host, int(node.port)), False
@@ -131,6 +136,14 @@ class ClusterReplicatedWrites(ReplicatedWrites):
             except AskError as redirect:  # MovedError too
                 address, asking = (redirect.host, int(redirect.port)), (type(redirect) is AskError)
                 continue
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError):
+                # The owner is down or cut off (a failover under way). The slot map routes
+                # these writes, and only the cluster client's own errors refresh it: a keyed
+                # read through it does (and finds the promoted master, or fails as this did).
+                # The write is not sent again (it may have run): the caller gets a 503.
+                with suppress(*REDIS_ERRORS):
+                    await self.redis.exists(key)
+                raise
             return replies[1:] if asking else replies, acknowledged
         raise TryAgainError("the slot moved twice during one write")
 

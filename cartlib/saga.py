@@ -49,6 +49,7 @@ from cartlib.orders import (
     _CANCELLED_ORDER_TTL_SECONDS,
     _EXPIRED,
     _OUT_OF_STOCK,
+    _PENDING,
     THANKS,
     CheckoutResponse,
     OrderStore,
@@ -60,6 +61,7 @@ from cartlib.orders import (
     _order,
     _Payment,
     error_body,
+    split_record,
 )
 from cartlib.redis import call
 from cartlib.scripts import LuaScript, ScriptArg
@@ -86,6 +88,7 @@ class ClusterOrderStore(OrderStore):
         super().__init__(redis, keys=keys, **options)
         self._ckeys = keys
         self._cluster_writes: ClusterReplicatedWrites | None = None
+        self._begin_replicated: ReplicatedScript | None = None
         self._commit_replicated: ReplicatedScript | None = None
         self._finish_replicated: ReplicatedScript | None = None
         if self._replicated is not None:
@@ -99,6 +102,7 @@ class ClusterOrderStore(OrderStore):
             )
             # Replays of a paid response confirm it on the owner's connection too.
             self._replicated = self._cluster_writes = writes
+            self._begin_replicated = writes.script("saga_begin")
             self._commit_replicated = writes.script("saga_commit")
             self._finish_replicated = writes.script("saga_finish", prelude="checkout_prelude")
         self._saga_begin = LuaScript(redis, "saga_begin")
@@ -128,23 +132,26 @@ class ClusterOrderStore(OrderStore):
         order_id = uuid.uuid4().hex
         idempotency = keys.idempotency(session_id, idempotency_key) if idempotency_key else ""
         payment = _Payment(session_id, payment_token, processor, idempotency, request_id)
-        status, reply = await self._saga_begin(
-            [
-                keys.cart(session_id),
-                keys.session_order(session_id, order_id),
-                keys.session_pending(session_id),
-                keys.declines(session_id),
-                *([idempotency] if idempotency else []),
-            ],
-            [
-                order_id,
-                session_id,
-                _now_ms(),
-                self._idempotency_ttl * 1000,
-                payment.fingerprint,
-                self._max_declines,
-            ],
-        )
+        begin_keys = [
+            keys.cart(session_id),
+            keys.session_order(session_id, order_id),
+            keys.session_pending(session_id),
+            keys.declines(session_id),
+            *([idempotency] if idempotency else []),
+        ]
+        begin_args: list[ScriptArg] = [
+            order_id,
+            session_id,
+            _now_ms(),
+            self._idempotency_ttl * 1000,
+            payment.fingerprint,
+            self._max_declines,
+        ]
+        acknowledged = None
+        if self._begin_replicated is None:
+            status, reply = await self._saga_begin(begin_keys, begin_args)
+        else:
+            (status, reply), acknowledged = await self._begin_replicated(begin_keys, begin_args)
         if status == b"replay":
             attempt.repeated_key = True
             return await self._repeated_key(payment, reply)
@@ -154,10 +161,32 @@ class ClusterOrderStore(OrderStore):
             raise TooManyDeclines(max(1, -(-int(reply) // 1000)))
         if status != b"begun":
             raise StoreError(f"unexpected reply from saga_begin: {status!r}")
+        if acknowledged is not None and acknowledged < self._replicas:
+            # Step A is on no replica: a failover could lose the order after B and C sold its
+            # units (a sale and a charge for an order that no longer exists, and a retry that
+            # orders the cart again). Undone before the stock is touched: nothing is charged.
+            metrics.WAIT_SHORTFALLS_BY_STEP["checkout"].inc()
+            await self._cancel_order(payment, order_id, "error", remember=None)
+            raise NotReplicated()
         outcome, response = await self._pay(payment, order_id, reply, 0)
         if outcome == "paid":
             attempt.total_cents = int(orjson.loads(response.body)["order"]["total_cents"])
         return outcome, response
+
+    @property
+    def _replicas(self) -> int:
+        return self._cluster_writes.replicas if self._cluster_writes is not None else 0
+
+    async def _repeated_key(self, payment: _Payment, record: bytes) -> tuple[str, CheckoutResponse]:
+        if self._cluster_writes is not None and split_record(record)[1].startswith(_PENDING):
+            # Resuming a pending order (its process died after A): A must be on a replica
+            # before B, as for a new order. Rewriting the key's record and WAITing for it
+            # confirms everything the master held before it, A included.
+            confirmed = await self._cluster_writes.rewrite(payment.idempotency, record)
+            if confirmed < self._replicas:
+                metrics.WAIT_SHORTFALLS_BY_STEP["replay"].inc()
+                raise NotReplicated()
+        return await super()._repeated_key(payment, record)
 
     async def _pay(
         self, payment: _Payment, order_id: str, lines: bytes, total_cents: int

@@ -355,9 +355,10 @@ async def test_n_units_sell_exactly_n_under_contention(
         assert cart == ([] if response.status_code == 200 else [{"id": "cap", "quantity": 1}])
     # A paid checkout: 4 scripts (A, B on the stock slot, C, D); a shortage: 3 (A, B, undo A).
     assert commands.get("evalsha") == 20 * 4 + 40 * 3, commands
-    # WAIT (the cluster default, REDIS_WAIT_REPLICAS=1) after C and D, each pipelined with
-    # its script on the owner's connection: no round trip of its own.
-    assert commands.get("wait") == 20 * 2, commands
+    # WAIT (the cluster default, REDIS_WAIT_REPLICAS=1) after A (every checkout), C and D
+    # (paid ones), each pipelined with its script on the owner's connection: no round trip
+    # of its own.
+    assert commands.get("wait") == 60 + 20 * 2, commands
     assert not set(commands) & EXTRA_ROUND_TRIPS, commands
 
 
