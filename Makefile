@@ -33,11 +33,12 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 run: $(STAMP)  ## Start Redis and both services locally; Ctrl-C stops everything
 	$(BIN)/python -m devstack
 
-lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, the lock matching pyproject.toml, no private framework names
+lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, the lock matching pyproject.toml, cartlib's layer contracts, no private framework names
 	tools/lock.sh check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python tools/check_public_names.py
 
 lock: $(UV)  ## Re-resolve uv.lock and requirements/ after editing pyproject.toml (other pins kept)
@@ -139,7 +140,7 @@ SCHEDULES ?= 5000
 SEED ?= 100000
 soak: $(STAMP) redis-images  ## Random interleaving schedules against Redis 7 and 6.2 (SCHEDULES=5000 each, SEED=100000 first)
 	STOREFRONT_SCHEDULES=$(SCHEDULES) STOREFRONT_SCHEDULE_SEED=$(SEED) \
-		$(BIN)/pytest tests/cartlib/test_interleavings.py -rP --timeout=0 -p no:cacheprovider
+		$(BIN)/pytest tests/cartlib/store/test_interleavings.py -rP --timeout=0 -p no:cacheprovider
 
 clean:  ## Remove the virtualenv, the tool venvs and caches
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

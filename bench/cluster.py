@@ -60,7 +60,7 @@ from bench.redisstats import SCRIPT_COMMANDS, RedisCounter, Snapshot, delta
 from bench.run import RESULTS, RUNS
 from bench.stack import Stack, start_stack
 from bench.wrk import WrkError, run_wrk, wrk_binary, wrk_version
-from cartlib.keys import ClusterKeys, Keys
+from cartlib.store.keys import ClusterKeys, Keys
 from devstack import redis_server
 from devstack.processes import LOOPBACK, Child, StartupError, port_is_free, spawn, stop_children
 

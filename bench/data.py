@@ -12,8 +12,8 @@ from pathlib import Path
 import jwt
 import redis
 
-from cartlib.auth import ALGORITHM
-from cartlib.keys import Keys
+from cartlib.store.auth import ALGORITHM
+from cartlib.store.keys import Keys
 
 ITEM_COUNT = 600  # >= the 500 lines of a big cart
 STOCK = 1_000_000_000  # the most ItemIn allows; a run sells far less
