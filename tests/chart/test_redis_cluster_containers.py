@@ -12,8 +12,8 @@ hook runs when the container has started and the readiness probe is polled, as t
 does. The create Job runs as its rendered pod: command, environment and mounts.
 
 The local storefront-redis:7 image has no shell; the official image the chart defaults to
-has one. The containers get this machine's dash as /bin/sh, its sleep and its getent,
-read-only, which is all the scripts need besides redis-cli and redis-server.
+has one. The containers get this machine's dash as /bin/sh and its sleep, read-only, which
+is all the scripts need besides redis-cli and redis-server.
 
 What is proved: the create Job forms a cluster of three masters with a replica each,
 covering every slot, whose nodes send clients their DNS names; the Job run again leaves
@@ -54,7 +54,7 @@ STATEFULSET = f"{FULLNAME}-redis"
 DOMAIN = f"{STATEFULSET}-headless.{NAMESPACE}.svc.cluster.local"
 NODES = 6
 TIMEOUT = 60.0
-HOST_TOOLS = {"/bin/sh": "dash", "/usr/bin/sleep": "sleep", "/usr/bin/getent": "getent"}
+HOST_TOOLS = {"/bin/sh": "dash", "/usr/bin/sleep": "sleep"}
 SERVICE_IMAGES = {
     "inventory": os.environ.get("STOREFRONT_INVENTORY_IMAGE", "storefront-inventory:dev"),
     "checkout": os.environ.get("STOREFRONT_CHECKOUT_IMAGE", "storefront-checkout:dev"),
@@ -357,7 +357,7 @@ def deployment(
     require_docker(REDIS7_IMAGE)
     tools = {target: shutil.which(tool) or "" for target, tool in HOST_TOOLS.items()}
     missing = [HOST_TOOLS[target] for target, path in tools.items() if not path]
-    assert not missing, f"this machine lacks {missing} (Debian's dash, coreutils and libc-bin)"
+    assert not missing, f"this machine lacks {missing} (Debian's dash and coreutils)"
     deployment = Deployment(rendered, tmp_path_factory.mktemp("cluster"), tools)
     try:
         yield deployment
