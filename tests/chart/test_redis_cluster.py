@@ -121,7 +121,7 @@ def test_cluster_scripts_are_posix_sh_with_the_settings(
 
 @pytest.mark.parametrize("values_set", CLUSTER_SETS)
 def test_create_job_runs_with_every_revision_and_is_not_a_hook(
-    rendered_sets: dict[str, Rendered], values_set: str, render: Render
+    rendered_sets: dict[str, Rendered], values_set: str
 ) -> None:
     """Not a hook: `helm install --wait` would wait for the services, which are ready only
     once the cluster exists, before running a post-install hook. A name per revision: every
