@@ -356,7 +356,12 @@ redis-url
 
 {{/* What the pods' Secrets are made of (names, keys, the external URL; not the generated random values, which lookup keeps): its hash is the checksum/secret pod annotation. */}}
 {{- define "storefront.secretChecksum" -}}
-{{- $parts := dict "secrets" .Values.secrets "redis" .Values.redis.enabled "externalRedis" .Values.externalRedis -}}
+{{- /* The externalRedis keys of a managed cluster or Sentinel setup count only there: other pods keep the checksum (and so stay) they had before those keys existed. */ -}}
+{{- $external := pick .Values.externalRedis "url" "existingSecret" "existingSecretUrlKey" "port" -}}
+{{- if and (not .Values.redis.enabled) (ne .Values.externalRedis.architecture "standalone") -}}
+{{- $external = .Values.externalRedis -}}
+{{- end -}}
+{{- $parts := dict "secrets" .Values.secrets "redis" .Values.redis.enabled "externalRedis" $external -}}
 {{- if include "storefront.redis.sentinelMode" . -}}
 {{- $_ := set $parts "sentinel" true -}}
 {{- else if include "storefront.redis.clusterMode" . -}}
