@@ -584,6 +584,9 @@ def test_schema_never_lets_redis_disable_a_command_the_services_use() -> None:
     }
     assert called, "no redis.call found in cartlib/scripts"
     assert called | {"EVAL", "EVALSHA", "SCRIPT", "PING", "AUTH"} <= protected
+    # Outside the scripts: WAIT (paid orders with Sentinel or a cluster), and the cluster
+    # client's CLUSTER SLOTS and COMMAND (redis-py reads the key positions at its start).
+    assert {"WAIT", "CLUSTER", "COMMAND"} <= protected
 
 
 def test_checksums_roll_pods_when_their_config_changes(render: Render) -> None:
