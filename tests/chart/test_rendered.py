@@ -673,6 +673,8 @@ def test_images_default_to_the_app_version(rendered_sets: dict[str, Rendered]) -
 def test_matrix_covers_the_cases_the_issue_names() -> None:
     assert {"defaults", "external-redis", "network-policies", "autoscaling"} <= set(MATRIX)
     assert "existing-secret" in MATRIX
+    # Issue 14: the in-cluster Redis Cluster, a managed cluster and an external Sentinel setup.
+    assert {"redis-cluster", "external-redis-cluster", "external-redis-sentinel"} <= set(MATRIX)
 
 
 def test_loadgenerator_is_opt_in(rendered_sets: dict[str, Rendered]) -> None:
