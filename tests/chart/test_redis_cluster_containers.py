@@ -15,16 +15,16 @@ The local storefront-redis:7 image has no shell; the official image the chart de
 has one. The containers get this machine's dash as /bin/sh and its sleep, read-only, which
 is all the scripts need besides redis-cli and redis-server.
 
-What is proved: the create Job forms a cluster of three masters with a replica each,
+The tests are the steps of one story on one deployment, in order. What is proved: the
+create Job forms a cluster of three masters with a replica each,
 covering every slot, whose nodes send clients their DNS names; the Job run again leaves
 node ids, roles, slots and epochs as they were; a master pod replaced with a new IP (its
 volume kept) rejoins under its node id at the new address and the data stays readable;
 every pod replaced at once, all with new IPs, finds the others again (the postStart's
 CLUSTER MEET: without it no node reaches any other); an emptied pod (its volume lost) is
-added back as a replica by the Job, which still creates nothing. When the service images
-are there (`make images`), the services run with the rendered environment and the
-`helm test` smoke script passes through them. Timings are printed (pytest -s), never
-asserted.
+added back as a replica by the Job, which still creates nothing; the services, from the
+local images (`make images`) with the rendered environment, pass the `helm test` smoke
+script. Timings are printed (pytest -s), never asserted.
 """
 
 from __future__ import annotations
@@ -365,14 +365,26 @@ def deployment(
         deployment.close()
 
 
-def report(timings: dict[str, float]) -> None:
-    lines = "\n".join(f"  {what}: {value:.1f} s" for what, value in timings.items())
-    print(f"\ncluster mode in Docker\n{lines}")  # noqa: T201
+def report(what: str, seconds: float) -> None:
+    print(f"\ncluster mode in Docker: {what}: {seconds:.1f} s")  # noqa: T201
 
 
-def test_rendered_cluster_forms_once_and_survives_new_ips(deployment: Deployment) -> None:
-    timings: dict[str, float] = {}
-    started = time.monotonic()
+def formed(deployment: Deployment) -> list[Pod]:
+    """The pods of a formed, healthy cluster: the ones the tests before left, or new ones
+    formed by the Job when they did not get that far."""
+    if not deployment.pods:
+        deployment.pods = deployment.start_pods(range(NODES))
+        created = deployment.run_job()
+        assert created.returncode == 0, created.stdout + created.stderr
+    wait_for("the cluster is healthy", lambda: healthy(deployment.pods))
+    return deployment.pods
+
+
+# The tests below run in this order on one deployment (module fixture), each a step of
+# one story; each starts from a healthy cluster (`formed`).
+
+
+def test_the_job_forms_the_cluster_once(deployment: Deployment) -> None:
     pods = deployment.start_pods(range(NODES))
     # Not ready before the Job: no slot is served yet.
     assert not any(deployment.ready(pod) for pod in pods)
@@ -382,16 +394,14 @@ def test_rendered_cluster_forms_once_and_survives_new_ips(deployment: Deployment
     created = deployment.run_job()
     assert created.returncode == 0, created.stdout + created.stderr
     assert "every node is empty: creating the cluster" in created.stderr
-    timings["create Job"] = time.monotonic() - before
+    report("create Job", time.monotonic() - before)
     wait_for("the cluster is healthy", lambda: healthy(pods))
-    timings["then every pod ready"] = wait_for(
-        "every pod is ready", lambda: all(deployment.ready(pod) for pod in pods)
-    )
+    wait_for("every pod is ready", lambda: all(deployment.ready(pod) for pod in pods))
+    deployment.pods = pods
     # Clients are sent the pods' DNS names, which outlive their IPs.
-    slots = pods[0].cli("CLUSTER", "SHARDS")
-    assert all(f"{pod.fqdn}" in slots for pod in pods)
-    moved = pods[0].cli("-c", "SET", "sf:order:1", "paid")
-    assert moved == "OK"
+    shards = pods[0].cli("CLUSTER", "SHARDS")
+    assert all(f"{pod.fqdn}" in shards for pod in pods)
+    assert pods[0].cli("-c", "SET", "sf:order:1", "paid") == "OK"
     for key in range(50):
         assert pods[key % NODES].cli("-c", "SET", f"sf:k{key}", str(key)) == "OK"
 
@@ -404,9 +414,12 @@ def test_rendered_cluster_forms_once_and_survives_new_ips(deployment: Deployment
     assert topology(pods[0]) == shape
     assert pods[0].info("cluster_current_epoch") == epoch
 
-    # A master pod replaced (a node drain, a crash): a new IP, the same volume. It rejoins
-    # under its node id at its new address (a master still, or a replica if its replica was
-    # promoted meanwhile); no data is lost.
+
+def test_a_master_replaced_with_a_new_ip_rejoins(deployment: Deployment) -> None:
+    """A master pod replaced (a node drain, a crash): a new IP, the same volume. It rejoins
+    under its node id at its new address (a master still, or a replica if its replica was
+    promoted meanwhile); no data is lost."""
+    pods = formed(deployment)
     victim = next(p for p in pods if topology(p)[p.node_id()][0] == "master" and p is not pods[0])
     victim_id, old_ip = victim.node_id(), deployment.ip(victim)
     deployment.delete_pod(victim)
@@ -416,31 +429,37 @@ def test_rendered_cluster_forms_once_and_survives_new_ips(deployment: Deployment
     pods[ordinal] = victim = deployment.start_pod(ordinal)
     new_ip = deployment.ip(victim)
     assert new_ip != old_ip and victim.node_id() == victim_id
-    timings["one master replaced -> healthy"] = wait_for(
-        "rejoined", lambda: healthy(pods), detail=lambda: pods[0].cli("CLUSTER", "NODES")
-    )
+    wait_for("rejoined", lambda: healthy(pods), detail=lambda: pods[0].cli("CLUSTER", "NODES"))
+    report("one master replaced -> healthy", time.monotonic() - before)
     # The peers reach it at its new IP (its own view of itself is not what they use).
     seen = {p.name: addresses(p)[victim_id] for p in pods if p is not victim}
     assert all(a.startswith(f"{new_ip}:6379@16379,{victim.fqdn}") for a in seen.values()), seen
     assert pods[1].cli("-c", "GET", "sf:order:1") == "paid"
 
-    # Every pod replaced at once (a node reboot), all with new IPs: every nodes.conf names
-    # only old addresses; the postStart meets the peers at their new ones.
+
+def test_every_pod_replaced_at_once_with_new_ips_finds_the_others(deployment: Deployment) -> None:
+    """A node reboot: every nodes.conf names only old addresses; the postStart meets the
+    peers at their new ones (without it no node reaches any other)."""
+    pods = formed(deployment)
     ids = {pod.name: pod.node_id() for pod in pods}
     for pod in pods:
         deployment.delete_pod(pod)
+    deployment.pods = []
     deployment.take_free_addresses(NODES)
     before = time.monotonic()
     pods = deployment.start_pods(range(NODES))
-    timings["all six replaced -> healthy"] = wait_for(
-        "every pod found the others", lambda: healthy(pods)
-    )
+    wait_for("every pod found the others", lambda: healthy(pods))
+    report("all six replaced -> healthy", time.monotonic() - before)
+    deployment.pods = pods
     assert {pod.name: pod.node_id() for pod in pods} == ids
     wait_for("every pod is ready", lambda: all(deployment.ready(pod) for pod in pods))
     assert all(pods[3].cli("-c", "GET", f"sf:k{key}") == str(key) for key in range(50))
 
-    # A pod that lost its volume comes back as an empty node outside the cluster; the Job
-    # (the next upgrade) adds it as a replica and creates nothing.
+
+def test_a_pod_that_lost_its_volume_is_added_back_by_the_job(deployment: Deployment) -> None:
+    """It comes back as an empty node outside the cluster; the Job (the next upgrade) adds
+    it as a replica, forgets the node id it had, and creates nothing."""
+    pods = formed(deployment)
     empty = pods[5]
     replaced_id = empty.node_id()
     deployment.delete_pod(empty)
@@ -463,19 +482,15 @@ def test_rendered_cluster_forms_once_and_survives_new_ips(deployment: Deployment
         lambda: all(p.info("cluster_state") == "ok" and failed(p, replaced_id) for p in pods[:5]),
         detail=lambda: "\n".join(f"{p.name}:\n{p.cli('CLUSTER', 'NODES')}" for p in pods),
     )
+    before = time.monotonic()
     added = deployment.run_job()
     assert added.returncode == 0, added.stdout + added.stderr
     assert f"adding the empty node {empty.fqdn} as a replica" in added.stderr
     assert f"forgetting {replaced_id}" in added.stderr
     assert "creating the cluster" not in added.stderr
-    timings["lost volume -> re-added by the Job, healthy"] = wait_for(
-        "healthy again", lambda: healthy(pods)
-    )
+    wait_for("healthy again", lambda: healthy(pods))
+    report("lost volume -> re-added by the Job, healthy", time.monotonic() - before)
     assert topology(pods[0])[empty.node_id()][0] == "replica"
-
-    deployment.pods = pods
-    timings["whole scenario"] = time.monotonic() - started
-    report(timings)
 
 
 def test_services_reach_the_rendered_cluster_and_the_smoke_test_passes(
@@ -487,11 +502,7 @@ def test_services_reach_the_rendered_cluster_and_the_smoke_test_passes(
         inspected = subprocess.run(["docker", "image", "inspect", image], capture_output=True)
         if inspected.returncode != 0:
             unavailable(f"no local image {image}: run `make images` (tools/build-images.sh)")
-    if not deployment.pods:  # the test above did not run (or not to its end)
-        deployment.pods = deployment.start_pods(range(NODES))
-        created = deployment.run_job()
-        assert created.returncode == 0, created.stdout + created.stderr
-    wait_for("the cluster is healthy", lambda: healthy(deployment.pods))
+    formed(deployment)
     deployment.start_services()
     deadline = time.monotonic() + TIMEOUT
     while (result := deployment.smoke()).returncode != 0:
