@@ -50,13 +50,17 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.SlotNotCoveredError,
     redis_errors.RedisClusterUnreachableError,
 )
-# What a Redis call may raise: redis-py's cluster client raises the last two outside
+# What a Redis call may raise: redis-py's cluster client raises the last three outside
 # RedisError.
 REDIS_ERRORS: Final = (
     redis_errors.RedisError,
     redis_errors.SlotNotCoveredError,
     redis_errors.RedisClusterUnreachableError,
+    redis_errors.RedisClusterException,
 )
+# A cluster that serves no slot, or not every slot, yet (being created, or coming back from
+# an outage): redis-py's topology refresh raises a plain RedisClusterException saying so.
+_NOT_COVERED: Final = "All slots are not covered"
 
 
 class Sentinels(Sentinel):
@@ -370,6 +374,8 @@ def _sentinel_pool(
 def translated(exc: Exception) -> CartError:
     """The cartlib error for a redis-py error: `StoreUnavailable` (503) or `StoreError`."""
     if isinstance(exc, UNAVAILABLE_ERRORS) or _is_temporary_refusal(exc):
+        return StoreUnavailable()
+    if type(exc) is redis_errors.RedisClusterException and str(exc).startswith(_NOT_COVERED):
         return StoreUnavailable()
     return StoreError()
 
