@@ -20,7 +20,8 @@ import pytest
 from cartlib.errors import StoreUnavailable
 from cartlib.redis import call, create_redis
 from cartlib.settings import Settings
-from tests._redis import REDIS7_IMAGE, free_port, require_docker
+from tests._cluster import free_node_ports
+from tests._redis import REDIS7_IMAGE, require_docker
 
 pytestmark = pytest.mark.docker
 
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.docker
 def node() -> Iterator[tuple[str, int]]:
     """(container name, port) of a cluster-enabled Redis that owns no slot."""
     require_docker(REDIS7_IMAGE)
-    name, port = f"storefront-unformed-{uuid.uuid4().hex[:8]}", free_port()
+    (port,) = free_node_ports(1)  # and its cluster bus port, +10000
+    name = f"storefront-unformed-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         ["docker", "run", "--detach", "--name", name, "--network", "host", REDIS7_IMAGE,
          "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",

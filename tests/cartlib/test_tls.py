@@ -21,6 +21,7 @@ import pytest
 
 from cartlib.redis import create_redis
 from cartlib.settings import Settings
+from tests._cluster import free_node_ports
 from tests._redis import REDIS7_IMAGE, free_port, require_docker
 from tests._unavailable import unavailable
 
@@ -111,7 +112,7 @@ def settings(**env: str) -> Settings:
 async def test_cluster_over_tls_with_the_ca_of_the_url(
     certificates: Path, servers: Servers
 ) -> None:
-    port = free_port()
+    (port,) = free_node_ports(1)  # and its cluster bus port, +10000
     servers.start(
         certificates, "redis-server", *tls_args(port), "--tls-cluster", "yes",
         "--cluster-enabled", "yes", "--cluster-announce-ip", "127.0.0.1",
