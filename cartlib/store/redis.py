@@ -18,7 +18,7 @@ from prometheus_client.metrics import Histogram
 from redis import exceptions as redis_errors
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.connection import AbstractConnection, parse_url
+from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -50,13 +50,17 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.SlotNotCoveredError,
     redis_errors.RedisClusterUnreachableError,
 )
-# What a Redis call may raise: redis-py's cluster client raises the last two outside
+# What a Redis call may raise: redis-py's cluster client raises the last three outside
 # RedisError.
 REDIS_ERRORS: Final = (
     redis_errors.RedisError,
     redis_errors.SlotNotCoveredError,
     redis_errors.RedisClusterUnreachableError,
+    redis_errors.RedisClusterException,
 )
+# A cluster that serves no slot, or not every slot, yet (being created, or coming back from
+# an outage): redis-py's topology refresh raises a plain RedisClusterException saying so.
+_NOT_COVERED: Final = "All slots are not covered"
 
 
 class Sentinels(Sentinel):
@@ -109,6 +113,20 @@ class MasterConnection(SentinelManagedConnection):
             await self.connect_check_health(
                 check_health=self.connection_pool.check_connection, retry_socket_connect=False
             )
+
+
+class MasterSSLConnection(MasterConnection, SSLConnection):
+    """`MasterConnection` over TLS (as redis-py pairs `SentinelManagedSSLConnection`)."""
+
+
+def _tls_options(from_url: dict[str, Any]) -> dict[str, Any] | None:
+    """The TLS settings of a `rediss://` REDIS_URL: its `ssl_*` query arguments (e.g.
+    `?ssl_ca_certs=/etc/storefront/redis-tls/ca.crt`; none: the system CAs). None when the
+    URL is not `rediss://`."""
+    connection_class = from_url.get("connection_class")
+    if connection_class is None or not issubclass(connection_class, SSLConnection):
+        return None
+    return {key: value for key, value in from_url.items() if key.startswith("ssl_")}
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
@@ -261,8 +279,9 @@ def create_redis(settings: Settings) -> Redis:
 
 
 def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[str, Any]) -> Redis:
-    """The cluster client. From REDIS_URL only the user, password and TLS apply: the seeds
-    say where the nodes are, and a cluster has database 0 only.
+    """The cluster client. From REDIS_URL only the user, password and TLS (`rediss://` and its
+    `ssl_*` query arguments) apply: the seeds say where the nodes are, and a cluster has
+    database 0 only.
 
     Its pools are one per node, of `max_connections` each, and at most `max_connections`
     commands are in flight in all (see `StoreCluster`).
@@ -270,13 +289,14 @@ def _cluster_client(settings: Settings, options: dict[str, Any], from_url: dict[
     """
     if from_url.get("db", 0) not in (0, "0"):
         raise ValueError("REDIS_CLUSTER_NODES works with database 0 only (REDIS_URL's /db)")
-    tls = "connection_class" in from_url and from_url["connection_class"].__name__.startswith("SSL")
+    tls = _tls_options(from_url)
     seeds = [ClusterNode(host, port) for host, port in settings.redis_cluster_nodes]
     cluster = StoreCluster(
         startup_nodes=seeds,
         username=from_url.get("username"),
         password=from_url.get("password"),
-        ssl=tls,
+        ssl=tls is not None,
+        **(tls or {}),
         max_connections=options["max_connections"],
         pool_timeout=options["timeout"],
         socket_connect_timeout=options["socket_connect_timeout"],
@@ -300,7 +320,7 @@ def create_node_client(settings: Settings, host: str, port: int) -> Redis:
         key: from_url[key]
         for key in ("username", "password", "connection_class")
         if key in from_url
-    }
+    } | (_tls_options(from_url) or {})
     pool = BlockingConnectionPool(
         host=host,
         port=port,
@@ -320,9 +340,11 @@ def _sentinel_pool(
     settings: Settings, options: dict[str, Any], from_url: dict[str, Any]
 ) -> BlockingSentinelConnectionPool:
     """The master's pool, found through the sentinels. From REDIS_URL only the database,
-    user and password apply: the sentinels say where the master is."""
-    if "connection_class" in from_url:  # rediss:// or unix://
-        raise ValueError("REDIS_SENTINELS works with a redis:// REDIS_URL only (no TLS, no socket)")
+    user, password and TLS apply: the sentinels say where the master is. With `rediss://`
+    the sentinels and the master are reached over TLS, with the URL's `ssl_*` settings."""
+    tls = _tls_options(from_url)
+    if "connection_class" in from_url and tls is None:  # unix://
+        raise ValueError("REDIS_SENTINELS works with a redis:// or rediss:// REDIS_URL only")
     sentinel_password = settings.redis_sentinel_password
     sentinels = Sentinels(
         list(settings.redis_sentinels),
@@ -333,6 +355,7 @@ def _sentinel_pool(
             # Asking the next sentinel is the retry: a dead one must not cost backoff too.
             "retry": Retry(NoBackoff(), retries=0),
             "client_name": "storefront-sentinel-client",
+            **({} if tls is None else {"ssl": True, **tls}),
         },
     )
     master_options = {
@@ -341,15 +364,18 @@ def _sentinel_pool(
     return BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
         settings.redis_sentinel_master,
         sentinels,
-        connection_class=MasterConnection,
+        connection_class=MasterConnection if tls is None else MasterSSLConnection,
         **options,
         **master_options,
+        **(tls or {}),
     )
 
 
 def translated(exc: Exception) -> CartError:
     """The cartlib error for a redis-py error: `StoreUnavailable` (503) or `StoreError`."""
     if isinstance(exc, UNAVAILABLE_ERRORS) or _is_temporary_refusal(exc):
+        return StoreUnavailable()
+    if type(exc) is redis_errors.RedisClusterException and str(exc).startswith(_NOT_COVERED):
         return StoreUnavailable()
     return StoreError()
 

@@ -45,7 +45,7 @@ RELEASE: Final = "shop"
 NAMESPACE: Final = "storefront"
 FULLNAME: Final = "shop-storefront"  # <release>-<chart>
 SERVICES: Final = ("inventory", "checkout")
-WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "Pod")
+WORKLOAD_KINDS: Final = ("Deployment", "StatefulSet", "Job", "Pod")
 
 Doc = dict[str, Any]
 
@@ -126,9 +126,9 @@ class Rendered:
         return next((d for d in self.of_kind(kind) if d["metadata"]["name"] == name), None)
 
     def workloads(self) -> Iterator[Workload]:
-        """Every pod the release would run: Deployments', StatefulSets' and bare Pods'."""
+        """Every pod the release would run: Deployments', StatefulSets', Jobs' and bare Pods'."""
         for doc in self.documents:
-            if doc["kind"] in ("Deployment", "StatefulSet"):
+            if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
                 template = doc["spec"]["template"]
                 yield Workload(doc, template["metadata"]["labels"], template["spec"])
             elif doc["kind"] == "Pod":

@@ -49,6 +49,7 @@ RUN_AS = {
     "smoke-test": 10001,
     "loadgenerator": 10001,
     "redis": 999,
+    "redis-cluster-init": 999,
 }
 
 
@@ -69,6 +70,18 @@ def redis_enabled(values_set: str) -> bool:
 def sentinel_mode(values_set: str) -> bool:
     redis = values_of(values_set).get("redis", {})
     return redis_enabled(values_set) and redis.get("architecture") == "sentinel"
+
+
+def cluster_mode(values_set: str) -> bool:
+    redis = values_of(values_set).get("redis", {})
+    return redis_enabled(values_set) and redis.get("architecture") == "cluster"
+
+
+def external_architecture(values_set: str) -> str | None:
+    """externalRedis.architecture of a set without the in-cluster Redis, else None."""
+    if redis_enabled(values_set):
+        return None
+    return str(values_of(values_set)["externalRedis"].get("architecture", "standalone"))
 
 
 def sentinel_port(values_set: str) -> int:
@@ -124,9 +137,14 @@ def test_startup_probe_is_optional(rendered_sets: dict[str, Rendered]) -> None:
 def test_redis_probes_use_redis_cli(rendered_sets: dict[str, Rendered], values_set: str) -> None:
     containers = {c["name"]: c for c in rendered_sets[values_set].workload("redis").containers()}
     container = containers.pop("redis")
-    # Liveness: Redis answers at all (exit 0 even for LOADING); readiness: PONG (-e).
+    # Liveness: Redis answers at all (exit 0 even for LOADING); readiness: PONG (-e), and in
+    # cluster mode a cluster that serves every slot (the script, run by the Docker test).
     assert container["livenessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
-    assert container["readinessProbe"]["exec"]["command"] == ["redis-cli", "-e", "ping"]
+    readiness = container["readinessProbe"]["exec"]["command"]
+    if cluster_mode(values_set):
+        assert readiness == ["/bin/sh", "/opt/storefront/scripts/ready.sh"]
+    else:
+        assert readiness == ["redis-cli", "-e", "ping"]
     env = {item["name"]: item for item in container["env"]}
     assert "secretKeyRef" in env["REDISCLI_AUTH"]["valueFrom"]
     if not sentinel_mode(values_set):
@@ -268,6 +286,24 @@ def test_redis_network_policy_admits_only_the_services(
     assert {w.component for w in workloads if selects(selector, w.labels)} == {"redis"}
     admitted = {w.component for w in workloads if ingress_admits(policy, w.labels, 6379)}
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    if cluster_mode(values_set):
+        # The services and the create Job on the client port, the nodes on both ports
+        # (replication, and the cluster bus); the nodes reach each other and DNS only.
+        assert admitted == {"inventory", "checkout", "redis-cluster-init", "redis"}
+        bus = {w.component for w in workloads if ingress_admits(policy, w.labels, 16379)}
+        assert bus == {"redis"}
+        (to_nodes, dns) = policy["spec"]["egress"]
+        assert selects(
+            to_nodes["to"][0]["podSelector"]["matchLabels"], rendered.workload("redis").labels
+        )
+        assert [p["port"] for p in to_nodes["ports"]] == [6379, 16379]
+        assert "to" not in dns and {p["port"] for p in dns["ports"]} == {53}
+        job = rendered.get("NetworkPolicy", f"{fullname(values_set)}-redis-cluster-init")["spec"]
+        assert job["ingress"] == []
+        assert selects(job["egress"][0]["to"][0]["podSelector"]["matchLabels"],
+                       rendered.workload("redis").labels)  # fmt: skip
+        assert job["egress"][0]["ports"] == [{"port": 6379, "protocol": "TCP"}]
+        return
     if not sentinel_mode(values_set):
         # Not the helm test pod either: the smoke script talks HTTP to the services only.
         assert admitted == {"inventory", "checkout"}
@@ -319,8 +355,15 @@ def test_service_network_policies(rendered_sets: dict[str, Rendered], values_set
                 expected.append({"port": sentinel_port(values_set), "protocol": "TCP"})
             assert egress[0]["ports"] == expected
         else:
-            external_port = values_of(values_set)["externalRedis"].get("port", 6379)
-            assert egress[0]["ports"] == [{"port": external_port, "protocol": "TCP"}]
+            # The managed Redis' port, and those of its seed nodes or Sentinels.
+            external = values_of(values_set)["externalRedis"]
+            addresses = external.get("cluster", {}).get("nodes", []) + external.get(
+                "sentinel", {}
+            ).get("sentinels", [])
+            ports = [external.get("port", 6379)]
+            ports += [int(a.rsplit(":", 1)[1]) for a in addresses]
+            expected_ports = [{"port": p, "protocol": "TCP"} for p in dict.fromkeys(ports)]
+            assert egress[0]["ports"] == expected_ports
 
 
 @pytest.mark.parametrize("values_set", [name for name in MATRIX if network_policies_enabled(name)])
@@ -410,12 +453,19 @@ def test_services_read_only_settings_that_exist(
         unknown = names - fields - extra
         assert unknown == set(), f"{component}: not Settings fields: {unknown}"
         assert {"CART_TOKEN_SECRET", "HOST", "PORT"} <= names
-        if sentinel_mode(values_set):
+        architecture = external_architecture(values_set)
+        if sentinel_mode(values_set) or architecture == "sentinel":
             sentinel = {"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_SENTINEL_PASSWORD"}
             assert sentinel | {"REDIS_PASSWORD"} <= names
-            assert "REDIS_URL" not in names  # one way to Redis: through the Sentinels
+            assert "REDIS_CLUSTER_NODES" not in names
+        elif cluster_mode(values_set) or architecture == "cluster":
+            assert {"REDIS_CLUSTER_NODES", "REDIS_PASSWORD"} <= names
+            assert "REDIS_SENTINELS" not in names
         else:
             assert "REDIS_URL" in names
+            assert not names & {"REDIS_SENTINELS", "REDIS_CLUSTER_NODES"}
+        if sentinel_mode(values_set) or cluster_mode(values_set):
+            assert "REDIS_URL" not in names  # one way to Redis: the Sentinels or the nodes
         port = int(configmap["data"]["PORT"])
         assert container["ports"][0]["containerPort"] == port
         refs = [source["configMapRef"]["name"] for source in container["envFrom"][:1]]
@@ -534,6 +584,9 @@ def test_schema_never_lets_redis_disable_a_command_the_services_use() -> None:
     }
     assert called, "no redis.call found in cartlib/store/scripts"
     assert called | {"EVAL", "EVALSHA", "SCRIPT", "PING", "AUTH"} <= protected
+    # Outside the scripts: WAIT (paid orders with Sentinel or a cluster), and the cluster
+    # client's CLUSTER SLOTS and COMMAND (redis-py reads the key positions at its start).
+    assert {"WAIT", "CLUSTER", "COMMAND"} <= protected
 
 
 def test_checksums_roll_pods_when_their_config_changes(render: Render) -> None:
@@ -620,6 +673,8 @@ def test_images_default_to_the_app_version(rendered_sets: dict[str, Rendered]) -
 def test_matrix_covers_the_cases_the_issue_names() -> None:
     assert {"defaults", "external-redis", "network-policies", "autoscaling"} <= set(MATRIX)
     assert "existing-secret" in MATRIX
+    # Issue 14: the in-cluster Redis Cluster, a managed cluster and an external Sentinel setup.
+    assert {"redis-cluster", "external-redis-cluster", "external-redis-sentinel"} <= set(MATRIX)
 
 
 def test_loadgenerator_is_opt_in(rendered_sets: dict[str, Rendered]) -> None:

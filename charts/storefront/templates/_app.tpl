@@ -5,7 +5,7 @@ templates/<component>/<kind>.yaml includes one of these with
 .Values.<component>.
 */ -}}
 
-{{/* ConfigMap with the service's non-secret environment (config.* as CONFIG_NAME, HOST, PORT, WEB_CONCURRENCY; REDIS_SENTINELS and REDIS_SENTINEL_MASTER in sentinel mode). */}}
+{{/* ConfigMap with the service's non-secret environment (config.* as CONFIG_NAME, HOST, PORT, WEB_CONCURRENCY; where Redis is: storefront.redis.configEnv). */}}
 {{- define "storefront.app.configmap" -}}
 {{- $ctx := .context -}}
 {{- $values := index $ctx.Values .component -}}
@@ -27,9 +27,8 @@ data:
   {{- range $key, $value := $ctx.Values.config }}
   {{ $key | snakecase | upper }}: {{ $value | toString | quote }}
   {{- end }}
-  {{- if include "storefront.redis.sentinelMode" $ctx }}
-  REDIS_SENTINELS: {{ include "storefront.redis.sentinels" $ctx | quote }}
-  REDIS_SENTINEL_MASTER: {{ $ctx.Values.redis.sentinel.masterSet | quote }}
+  {{- with include "storefront.redis.configEnv" $ctx }}
+  {{- . | trim | nindent 2 }}
   {{- end }}
 {{- end -}}
 
@@ -180,10 +179,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with include "storefront.redis.volumeMounts" $ctx }}
+            {{- . | trim | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- with include "storefront.redis.volumes" $ctx }}
+        {{- . | trim | nindent 8 }}
+        {{- end }}
 {{- end -}}
 
 {{/* ClusterIP Service of the service, port named http. */}}
@@ -376,8 +381,7 @@ spec:
         {{- end }}
     {{- else }}
     - ports:
-        - port: {{ $ctx.Values.externalRedis.port }}
-          protocol: TCP
+        {{- include "storefront.externalRedis.egressPorts" $ctx | trim | nindent 8 }}
     {{- end }}
     - ports:
         - port: 53

@@ -148,6 +148,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and .Values.redis.enabled (eq .Values.redis.architecture "sentinel") }}true{{ end -}}
 {{- end -}}
 
+{{/* "true" when the in-cluster Redis is a Redis Cluster (redis.architecture=cluster). */}}
+{{- define "storefront.redis.clusterMode" -}}
+{{- if and .Values.redis.enabled (eq .Values.redis.architecture "cluster") }}true{{ end -}}
+{{- end -}}
+
 {{/* Name of Redis' headless Service, the StatefulSet's governing Service (pod DNS names). */}}
 {{- define "storefront.redis.headlessName" -}}
 {{- printf "%s-headless" (include "storefront.componentName" (dict "context" . "component" "redis")) -}}
@@ -169,6 +174,91 @@ app.kubernetes.io/component: {{ .component }}
 {{- join "," $sentinels -}}
 {{- end -}}
 
+{{/* REDIS_CLUSTER_NODES of the in-cluster cluster: `host:6379` of every pod by its stable DNS name, comma-separated. */}}
+{{- define "storefront.redis.clusterNodes" -}}
+{{- $statefulSet := include "storefront.componentName" (dict "context" . "component" "redis") -}}
+{{- $domain := include "storefront.redis.podDomain" . -}}
+{{- $nodes := list -}}
+{{- range $ordinal := until (int .Values.redis.cluster.nodes) -}}
+{{- $nodes = append $nodes (printf "%s-%d.%s:6379" $statefulSet $ordinal $domain) -}}
+{{- end -}}
+{{- join "," $nodes -}}
+{{- end -}}
+
+{{/* The managed Redis' ports for the services' NetworkPolicy egress rule: externalRedis.port and, in cluster and sentinel architectures, every port of the seed nodes or Sentinels. */}}
+{{- define "storefront.externalRedis.egressPorts" -}}
+{{- $external := .Values.externalRedis -}}
+{{- $ports := list (int $external.port) -}}
+{{- $addresses := list -}}
+{{- if eq $external.architecture "cluster" -}}
+{{- $addresses = $external.cluster.nodes -}}
+{{- else if eq $external.architecture "sentinel" -}}
+{{- $addresses = $external.sentinel.sentinels -}}
+{{- end -}}
+{{- range $addresses -}}
+{{- $ports = append $ports (regexFind "[0-9]+$" . | int) -}}
+{{- end -}}
+{{- range $ports | uniq }}
+- port: {{ . }}
+  protocol: TCP
+{{- end -}}
+{{- end -}}
+
+{{/* Where the services find the CA certificate of externalRedis.tls.caSecret. */}}
+{{- define "storefront.externalRedis.caFile" -}}
+/etc/storefront/redis-tls/{{ .Values.externalRedis.tls.caSecretKey }}
+{{- end -}}
+
+{{/* "true" when the services use a managed Redis of externalRedis.architecture $arch; takes (dict "context" $ "architecture" "cluster"). */}}
+{{- define "storefront.externalRedis.is" -}}
+{{- if and (not .context.Values.redis.enabled) (eq .context.Values.externalRedis.architecture .architecture) }}true{{ end -}}
+{{- end -}}
+
+{{/* Non-secret Redis settings of the services (their ConfigMap): REDIS_SENTINELS and REDIS_SENTINEL_MASTER with Sentinels, REDIS_CLUSTER_NODES with a cluster (in-cluster or managed), and for a managed cluster or Sentinel setup with TLS, REDIS_URL as rediss:// (cartlib takes only TLS and its CA file from it there). */}}
+{{- define "storefront.redis.configEnv" -}}
+{{- $external := .Values.externalRedis -}}
+{{- if include "storefront.redis.sentinelMode" . }}
+REDIS_SENTINELS: {{ include "storefront.redis.sentinels" . | quote }}
+REDIS_SENTINEL_MASTER: {{ .Values.redis.sentinel.masterSet | quote }}
+{{- else if include "storefront.redis.clusterMode" . }}
+REDIS_CLUSTER_NODES: {{ include "storefront.redis.clusterNodes" . | quote }}
+{{- else if include "storefront.externalRedis.is" (dict "context" . "architecture" "cluster") }}
+REDIS_CLUSTER_NODES: {{ join "," $external.cluster.nodes | quote }}
+{{- else if include "storefront.externalRedis.is" (dict "context" . "architecture" "sentinel") }}
+REDIS_SENTINELS: {{ join "," $external.sentinel.sentinels | quote }}
+REDIS_SENTINEL_MASTER: {{ $external.sentinel.masterSet | quote }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (ne $external.architecture "standalone") $external.tls.enabled }}
+{{- /* The host is not used: the seeds or the Sentinels say where the servers are. */}}
+{{- $query := "" }}
+{{- if $external.tls.caSecret }}
+{{- $query = printf "?ssl_ca_certs=%s" (include "storefront.externalRedis.caFile" .) }}
+{{- end }}
+REDIS_URL: {{ printf "rediss://localhost:6379/0%s" $query | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The CA volume of externalRedis.tls.caSecret for the services' pods, when set (storefront.redis.volumeMounts mounts it). */}}
+{{- define "storefront.redis.volumes" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.tls.caSecret }}
+- name: redis-tls
+  secret:
+    secretName: {{ .Values.externalRedis.tls.caSecret }}
+    items:
+      - key: {{ .Values.externalRedis.tls.caSecretKey }}
+        path: {{ .Values.externalRedis.tls.caSecretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* Mount of storefront.redis.volumes in the services' containers. */}}
+{{- define "storefront.redis.volumeMounts" -}}
+{{- if and (not .Values.redis.enabled) .Values.externalRedis.tls.caSecret }}
+- name: redis-tls
+  mountPath: /etc/storefront/redis-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
 {{/* Name of the Secret holding the external Redis URL: externalRedis.existingSecret or the one made from externalRedis.url. */}}
 {{- define "storefront.externalRedis.secretName" -}}
 {{- if .Values.externalRedis.existingSecret -}}
@@ -187,21 +277,25 @@ redis-url
 {{- end -}}
 {{- end -}}
 
-{{/* Environment of inventory and checkout that comes from Secrets (never plain values): REDIS_URL (or, in sentinel mode, REDIS_PASSWORD and REDIS_SENTINEL_PASSWORD), CART_TOKEN_SECRET, ADMIN_TOKEN. */}}
-{{- define "storefront.secretEnv" -}}
+{{/* Redis environment of inventory and checkout that comes from Secrets (never plain values): REDIS_URL (standalone), or REDIS_PASSWORD (and REDIS_SENTINEL_PASSWORD with Sentinels) beside the ConfigMap's storefront.redis.configEnv. */}}
+{{- define "storefront.redis.secretEnv" -}}
 {{- $secret := include "storefront.secretName" . -}}
-{{- if include "storefront.redis.sentinelMode" . }}
-{{- /* Sentinel mode: the services ask REDIS_SENTINELS (in the ConfigMap) for the master. */}}
+{{- $external := .Values.externalRedis -}}
+{{- $externalSecret := include "storefront.externalRedis.secretName" . -}}
+{{- if or (include "storefront.redis.sentinelMode" .) (include "storefront.redis.clusterMode" .) }}
+{{- /* Sentinel mode: the services ask REDIS_SENTINELS (in the ConfigMap) for the master; cluster mode: the nodes of REDIS_CLUSTER_NODES. */}}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ .Values.secrets.keys.redisPassword }}
+{{- if include "storefront.redis.sentinelMode" . }}
 - name: REDIS_SENTINEL_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ $secret }}
       key: {{ .Values.secrets.keys.sentinelPassword }}
+{{- end }}
 {{- else if .Values.redis.enabled }}
 - name: REDIS_PASSWORD
   valueFrom:
@@ -210,13 +304,42 @@ redis-url
       key: {{ .Values.secrets.keys.redisPassword }}
 - name: REDIS_URL
   value: {{ include "storefront.redis.url" . | quote }}
-{{- else }}
+{{- else if eq $external.architecture "standalone" }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "storefront.externalRedis.secretName" . }}
+      name: {{ $externalSecret }}
       key: {{ include "storefront.externalRedis.secretKey" . }}
+{{- else }}
+{{- if or $external.existingSecret $external.password }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $externalSecret }}
+      key: {{ ternary $external.existingSecretPasswordKey "redis-password" (ne $external.existingSecret "") }}
 {{- end }}
+{{- if and (eq $external.architecture "sentinel") $external.existingSecret }}
+{{- /* Optional: Sentinels without a password have no such key. */}}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $externalSecret }}
+      key: {{ $external.existingSecretSentinelPasswordKey }}
+      optional: true
+{{- else if and (eq $external.architecture "sentinel") $external.sentinel.password }}
+- name: REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $externalSecret }}
+      key: sentinel-password
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment of inventory and checkout that comes from Secrets (never plain values): storefront.redis.secretEnv, CART_TOKEN_SECRET, ADMIN_TOKEN. */}}
+{{- define "storefront.secretEnv" -}}
+{{- $secret := include "storefront.secretName" . -}}
+{{- include "storefront.redis.secretEnv" . }}
 - name: CART_TOKEN_SECRET
   valueFrom:
     secretKeyRef:
@@ -233,9 +356,17 @@ redis-url
 
 {{/* What the pods' Secrets are made of (names, keys, the external URL; not the generated random values, which lookup keeps): its hash is the checksum/secret pod annotation. */}}
 {{- define "storefront.secretChecksum" -}}
-{{- $parts := dict "secrets" .Values.secrets "redis" .Values.redis.enabled "externalRedis" .Values.externalRedis -}}
+{{- /* The externalRedis keys of a managed cluster or Sentinel setup count only there: other pods keep the checksum (and so stay) they had before those keys existed. */ -}}
+{{- $external := pick .Values.externalRedis "url" "existingSecret" "existingSecretUrlKey" "port" -}}
+{{- if and (not .Values.redis.enabled) (ne .Values.externalRedis.architecture "standalone") -}}
+{{- $external = .Values.externalRedis -}}
+{{- end -}}
+{{- $parts := dict "secrets" .Values.secrets "redis" .Values.redis.enabled "externalRedis" $external -}}
 {{- if include "storefront.redis.sentinelMode" . -}}
 {{- $_ := set $parts "sentinel" true -}}
+{{- else if include "storefront.redis.clusterMode" . -}}
+{{- $_ := set $parts "cluster" true -}}
+{{- $_ := set $parts "secrets" (merge (dict "keys" (omit .Values.secrets.keys "sentinelPassword")) (omit .Values.secrets "keys")) -}}
 {{- else -}}
 {{- /* The Sentinel password's key matters only in sentinel mode: leave standalone pods' checksum (and so the pods) as they were before the key existed. */ -}}
 {{- $_ := set $parts "secrets" (merge (dict "keys" (omit .Values.secrets.keys "sentinelPassword")) (omit .Values.secrets "keys")) -}}
@@ -249,6 +380,7 @@ redis-url
 {{- $messages = append $messages (include "storefront.validateValues.redis" .) -}}
 {{- $messages = append $messages (include "storefront.validateValues.sentinel" .) -}}
 {{- $messages = append $messages (include "storefront.validateValues.minReplicas" .) -}}
+{{- $messages = append $messages (include "storefront.validateValues.cluster" .) -}}
 {{- range $component := list "inventory" "checkout" -}}
 {{- $messages = append $messages (include "storefront.validateValues.autoscaling" (dict "context" $ "component" $component)) -}}
 {{- end -}}
@@ -261,19 +393,54 @@ redis-url
 {{- end -}}
 {{- end -}}
 
-{{/* Validation: exactly one Redis (in-cluster, or external by URL or Secret). */}}
+{{/* Validation: exactly one Redis (in-cluster, or external by URL or Secret, seed nodes or Sentinels). */}}
 {{- define "storefront.validateValues.redis" -}}
-{{- $external := or .Values.externalRedis.url .Values.externalRedis.existingSecret -}}
-{{- if and (not .Values.redis.enabled) (not $external) -}}
+{{- $ext := .Values.externalRedis -}}
+{{- $external := or $ext.url $ext.existingSecret $ext.password $ext.cluster.nodes $ext.sentinel.sentinels $ext.sentinel.password $ext.tls.enabled $ext.tls.caSecret (ne $ext.architecture "standalone") -}}
+{{- if and .Values.redis.enabled $external -}}
+storefront: externalRedis
+    externalRedis is set but so is redis.enabled, which runs Redis in the cluster. To use
+    the external Redis: --set redis.enabled=false
+{{- else if .Values.redis.enabled -}}
+{{- else if and (eq $ext.architecture "standalone") (not (or $ext.url $ext.existingSecret)) -}}
 storefront: redis.enabled
     redis.enabled is false but no external Redis is set. Either run Redis in the cluster
     (--set redis.enabled=true) or name a managed one
     (--set externalRedis.url=rediss://:PASSWORD@HOST:6380/0, or
-    --set externalRedis.existingSecret=SECRET_WITH_THE_URL).
-{{- else if and .Values.redis.enabled $external -}}
-storefront: externalRedis
-    externalRedis is set but so is redis.enabled, which runs Redis in the cluster. To use
-    the external Redis: --set redis.enabled=false
+    --set externalRedis.existingSecret=SECRET_WITH_THE_URL, or a cluster:
+    --set externalRedis.architecture=cluster --set externalRedis.cluster.nodes={HOST:PORT}).
+{{- else if and (eq $ext.architecture "cluster") (not $ext.cluster.nodes) -}}
+storefront: externalRedis.cluster.nodes
+    externalRedis.architecture is cluster but no seed node is set:
+    --set externalRedis.cluster.nodes={clustercfg.example.com:6379}
+{{- else if and (eq $ext.architecture "sentinel") (not $ext.sentinel.sentinels) -}}
+storefront: externalRedis.sentinel.sentinels
+    externalRedis.architecture is sentinel but no Sentinel is set:
+    --set externalRedis.sentinel.sentinels={sentinel-0.example.com:26379,sentinel-1.example.com:26379}
+{{- else if and (eq $ext.architecture "standalone") (or $ext.password $ext.cluster.nodes $ext.sentinel.sentinels $ext.tls.enabled) -}}
+storefront: externalRedis.architecture
+    externalRedis.architecture is standalone, which takes everything (password, TLS) from
+    externalRedis.url; the password, seed nodes, Sentinels and tls.enabled are for cluster or
+    sentinel: --set externalRedis.architecture=cluster (or sentinel)
+{{- else if and (ne $ext.architecture "standalone") $ext.url -}}
+storefront: externalRedis.url
+    externalRedis.url is for architecture standalone; a {{ $ext.architecture }} takes
+    externalRedis.password (or externalRedis.existingSecret) and tls.enabled instead.
+{{- else if and $ext.tls.caSecret (ne $ext.architecture "standalone") (not $ext.tls.enabled) -}}
+storefront: externalRedis.tls.caSecret
+    externalRedis.tls.caSecret is set but TLS is off: --set externalRedis.tls.enabled=true
+{{- end -}}
+{{- end -}}
+
+{{/* Validation: in cluster mode, at least three masters, each with redis.cluster.replicas replicas. */}}
+{{- define "storefront.validateValues.cluster" -}}
+{{- $cluster := .Values.redis.cluster -}}
+{{- $group := add1 (int $cluster.replicas) -}}
+{{- if and (include "storefront.redis.clusterMode" .) (or (lt (int $cluster.nodes) (mul 3 $group)) (ne (mod (int $cluster.nodes) $group) 0)) -}}
+storefront: redis.cluster.nodes
+    redis.cluster.nodes ({{ $cluster.nodes }}) must be a multiple of redis.cluster.replicas + 1 ({{ $group }})
+    and give at least 3 masters (a cluster needs a majority of masters to fail one over):
+    --set redis.cluster.nodes={{ mul 3 $group }}
 {{- end -}}
 {{- end -}}
 
@@ -330,9 +497,15 @@ storefront: redis.sentinel.minReplicasToWrite
 {{- if and (not .Values.redis.enabled) .Values.externalRedis.url (hasPrefix "redis://" .Values.externalRedis.url) -}}
 {{- $warnings = append $warnings "externalRedis.url uses redis:// (no TLS): the password and the carts cross the network in clear text. Use rediss:// if your Redis offers TLS." -}}
 {{- end -}}
+{{- if and (not .Values.redis.enabled) (ne .Values.externalRedis.architecture "standalone") (not .Values.externalRedis.tls.enabled) -}}
+{{- $warnings = append $warnings (printf "externalRedis.tls.enabled is false: the password and the carts cross the network to the managed %s in clear text. Set it to true if your Redis offers TLS." .Values.externalRedis.architecture) -}}
+{{- end -}}
+{{- if and (include "storefront.redis.clusterMode" .) (not .Values.redis.persistence.enabled) -}}
+{{- $warnings = append $warnings "redis.persistence.enabled is false: a replaced Redis pod comes back as an empty node outside the cluster (its replica has taken its slots over); the next helm upgrade adds it back as a replica." -}}
+{{- end -}}
 {{- if and (include "storefront.redis.sentinelMode" .) (not .Values.redis.persistence.enabled) -}}
 {{- $warnings = append $warnings "redis.persistence.enabled is false: a master pod replaced before the Sentinels deem it down (redis.sentinel.downAfterMilliseconds) comes back empty, still the master, and its replicas copy the empty data set." -}}
-{{- else if and .Values.redis.enabled (not .Values.redis.persistence.enabled) -}}
+{{- else if and .Values.redis.enabled (not .Values.redis.persistence.enabled) (not (include "storefront.redis.clusterMode" .)) -}}
 {{- $warnings = append $warnings "redis.persistence.enabled is false: carts, stock and orders are lost whenever the Redis pod is replaced." -}}
 {{- end -}}
 {{- range $component := list "inventory" "checkout" -}}

@@ -16,6 +16,7 @@ from cartlib.store.errors import StoreUnavailable
 from cartlib.store.redis import (
     UNAVAILABLE_ERRORS,
     BlockingSentinelConnectionPool,
+    MasterSSLConnection,
     call,
     create_redis,
 )
@@ -168,11 +169,29 @@ async def test_redis_password_overrides_the_url_standalone(env: pytest.MonkeyPat
         await redis.aclose()
 
 
-def test_tls_with_sentinel_is_refused_clearly(env: pytest.MonkeyPatch) -> None:
+def test_a_socket_with_sentinel_is_refused_clearly(env: pytest.MonkeyPatch) -> None:
     env.setenv("REDIS_SENTINELS", SENTINELS)
-    env.setenv("REDIS_URL", "rediss://redis:6380/0")
-    with pytest.raises(ValueError, match="REDIS_SENTINELS works with a redis:// REDIS_URL"):
+    env.setenv("REDIS_URL", "unix:///run/redis.sock")
+    with pytest.raises(ValueError, match="REDIS_SENTINELS works with a redis:// or rediss://"):
         create_redis(settings())
+
+
+async def test_rediss_with_sentinel_is_tls_to_the_sentinels_and_the_master(
+    env: pytest.MonkeyPatch,
+) -> None:
+    """Real TLS Sentinel and master: tests/cartlib/test_tls.py."""
+    env.setenv("REDIS_SENTINELS", SENTINELS)
+    env.setenv("REDIS_URL", "rediss://redis:6380/0?ssl_ca_certs=/etc/ca.crt")
+    redis = create_redis(settings())
+    try:
+        pool = redis.connection_pool
+        assert isinstance(pool, BlockingSentinelConnectionPool)
+        assert issubclass(pool.connection_class, MasterSSLConnection)
+        assert pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.crt"
+        sentinel = pool.sentinel_manager.sentinels[0]
+        assert sentinel.connection_pool.connection_kwargs["ssl_ca_certs"] == "/etc/ca.crt"
+    finally:
+        await redis.aclose()
 
 
 def test_failover_errors_mean_unavailable() -> None:
