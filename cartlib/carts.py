@@ -10,8 +10,8 @@ Python passes the bytes through.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -23,11 +23,23 @@ from cartlib.errors import (
     InsufficientStock,
     ItemNotFound,
     QuantityLimitExceeded,
-    StoreError,
     TooManyLines,
 )
 from cartlib.keys import Keys
-from cartlib.scripts import LuaScript, ScriptArg
+from cartlib.scripts.add_item import AddItem
+from cartlib.scripts.cart_write import (
+    CartWrite,
+    Changed,
+    OverLineCount,
+    OverQuantityCap,
+    OverStock,
+    StockHashes,
+    StockHint,
+    StockSource,
+    UnknownItem,
+)
+from cartlib.scripts.get_cart import GetCart
+from cartlib.scripts.set_item import SetItem
 
 # A snapshot younger than this is not read again for an unknown item: it already is fresh,
 # and a client adding unknown ids must not make every add read the whole catalog.
@@ -73,59 +85,68 @@ class CartStore:
         self.max_quantity = max_quantity
         self.max_lines = max_lines
         self._availability = availability
-        prelude = (
-            ("stock_prelude", "cart_stock_prelude")
-            if availability is None
-            else ("cart_hint_prelude")
-        )
-        self._get = LuaScript(redis, "get_cart")
-        self._add = LuaScript(redis, "add_item", prelude=prelude)
-        self._set = LuaScript(redis, "set_item", prelude=prelude)
+        self._get = GetCart(redis)
+        self._add = AddItem(redis)
+        self._set = SetItem(redis)
 
     async def get(self, session_id: str) -> bytes:
         """The cart's lines; an unknown or expired cart is empty."""
-        lines: bytes = await self._get([self._keys.cart(session_id)])
-        return lines
+        return await self._get(cart=self._keys.cart(session_id))
 
     async def add(self, session_id: str, item_id: str, quantity: int = 1) -> LineChange:
         """Add `quantity` units of an item, and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=1)
-        reply = await self._write(
-            self._add, session_id, item_id, [quantity, self.max_quantity, self.max_lines]
-        )
-        change = self._change_or_raise(reply, item_id)
+
+        def add(stock: StockSource) -> Awaitable[CartWrite]:
+            return self._add(
+                cart=self._keys.cart(session_id),
+                stock=stock,
+                item_id=item_id,
+                units=quantity,
+                max_quantity=self.max_quantity,
+                max_lines=self.max_lines,
+                ttl_ms=self._ttl_ms,
+            )
+
+        change = self._change_or_raise(await self._write(add, item_id), item_id)
         metrics.CART_ITEMS_ADDED.inc(quantity)
         return change
 
     async def set(self, session_id: str, item_id: str, quantity: int) -> LineChange:
         """Set a line's quantity (0 removes it), and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=0)
-        reply = await self._write(self._set, session_id, item_id, [quantity, self.max_lines])
-        return self._change_or_raise(reply, item_id)
+
+        def set_line(stock: StockSource) -> Awaitable[CartWrite]:
+            return self._set(
+                cart=self._keys.cart(session_id),
+                stock=stock,
+                item_id=item_id,
+                quantity=quantity,
+                max_lines=self.max_lines,
+                ttl_ms=self._ttl_ms,
+            )
+
+        return self._change_or_raise(await self._write(set_line, item_id), item_id)
 
     async def remove(self, session_id: str, item_id: str) -> LineChange:
         """Remove a line; removing a line that is not there is not an error."""
         return await self.set(session_id, item_id, 0)
 
     async def _write(
-        self, script: LuaScript, session_id: str, item_id: str, args: list[ScriptArg]
-    ) -> list[Any]:
+        self, write: Callable[[StockSource], Awaitable[CartWrite]], item_id: str
+    ) -> CartWrite:
         """Run a cart write: one script call. In cluster mode with the stock figure of the
         snapshot; an item the snapshot does not know may have been added since it was read,
         so that reply (which changed nothing) makes one fresh read and one more try."""
-        cart = self._keys.cart(session_id)
         if self._availability is None:
-            keys = [cart, self._keys.stock, self._keys.reserved]
-            reply: list[Any] = await script(keys, [item_id, *args, self._ttl_ms])
-            return reply
-        units = await self._availability.units(item_id)
-        reply = await script([cart], [item_id, *args, self._ttl_ms, -1 if units is None else units])
-        if reply[0] == b"unknown_item" and self._availability.age() > _FRESH_SECONDS:
+            return await write(StockHashes(self._keys.stock, self._keys.reserved))
+        result = await write(StockHint(await self._availability.units(item_id)))
+        if isinstance(result, UnknownItem) and self._availability.age() > _FRESH_SECONDS:
             await self._availability.refresh()
             units = await self._availability.units(item_id)
             if units is not None:
-                reply = await script([cart], [item_id, *args, self._ttl_ms, units])
-        return reply
+                result = await write(StockHint(units))
+        return result
 
     def _check_quantity(self, quantity: int, *, minimum: int) -> None:
         if not minimum <= quantity <= self.max_quantity:
@@ -133,26 +154,22 @@ class CartStore:
                 f"quantity must be an integer from {minimum} to {self.max_quantity}"
             )
 
-    def _change_or_raise(self, reply: list[Any], item_id: str) -> LineChange:
-        # {'ok', quantity, line count} (integer replies) or {error, detail} (bytes).
-        status = reply[0]
-        if status == b"ok":
-            return LineChange(item_id, reply[1], reply[2])
-        raise self._error(status, reply[1], item_id)
+    def _change_or_raise(self, result: CartWrite, item_id: str) -> LineChange:
+        if isinstance(result, Changed):
+            return LineChange(item_id, result.quantity, result.line_count)
+        raise self._error(result, item_id)
 
-    def _error(self, status: bytes, detail: bytes, item_id: str) -> CartError:
-        if status == b"unknown_item":
-            return ItemNotFound(f"Item {item_id!r} not found")
-        if status == b"quantity_cap":
+    def _error(self, result: CartWrite, item_id: str) -> CartError:
+        if isinstance(result, OverQuantityCap):
             return QuantityLimitExceeded(
                 f"A cart line holds at most {self.max_quantity} units; "
-                f"{int(detail)} of {item_id!r} already in the cart"
+                f"{result.in_cart} of {item_id!r} already in the cart"
             )
-        if status == b"out_of_stock":
-            return InsufficientStock(f"Only {int(detail)} of {item_id!r} in stock")
-        if status == b"too_many_lines":
+        if isinstance(result, OverStock):
+            return InsufficientStock(f"Only {result.available} of {item_id!r} in stock")
+        if isinstance(result, OverLineCount):
             return TooManyLines(f"A cart holds at most {self.max_lines} different items")
-        return StoreError(f"unexpected reply from a cart script: {status!r}")
+        return ItemNotFound(f"Item {item_id!r} not found")
 
 
 def cart_json(session_id: str, lines: bytes) -> bytes:
