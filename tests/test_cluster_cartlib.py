@@ -431,7 +431,9 @@ class Died(Exception):
     """The service process dying at a step boundary."""
 
 
-STEPS = ("_saga_reserve", "charge", "_saga_commit", "_saga_finish")
+# The saga's steps, as the cluster transport's typed scripts (`cartlib.saga.SagaCheckout`);
+# steps C and D run with WAIT (the cluster default) inside theirs.
+STEPS = ("reserve_script", "charge", "commit_script", "finish_script")
 
 
 def die_before(stores: Stores, step: str, payments: Approve) -> None:
@@ -443,11 +445,7 @@ def die_before(stores: Stores, step: str, payments: Approve) -> None:
     if step == "charge":
         payments.charge = dead  # type: ignore[method-assign]
         return
-    setattr(stores.orders, step, dead)
-    # With WAIT (the cluster default) steps C and D run with it, pipelined.
-    replicated = step.replace("_saga_", "_") + "_replicated"
-    if getattr(stores.orders, replicated, None) is not None:
-        setattr(stores.orders, replicated, dead)
+    setattr(stores.orders.flow.transport, step, dead)
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -468,7 +466,7 @@ async def test_a_process_dying_between_steps_is_repaired_with_no_unit_lost_or_in
         )
 
     fresh = stores_for(settings, client)  # a new process: nothing of the dead one's state
-    sold_before_d = step == "_saga_finish"
+    sold_before_d = step == "finish_script"
     if repair == "reaper":
         assert await fresh.orders.release_expired(now_ms=FAR_FUTURE_MS) == 1
         assert await fresh.orders.release_expired(now_ms=FAR_FUTURE_MS) == 0
@@ -510,13 +508,14 @@ async def test_an_attempt_late_at_step_b_never_reserves_for_an_order_cancelled_m
     await first.carts.add("s", "mug")
     await put(first, "mug", 0)
     gate = asyncio.Event()
-    reserve = first.orders._saga_reserve  # type: ignore[attr-defined]
+    transport: Any = first.orders.flow.transport
+    reserve = transport.reserve_script
 
-    async def late(*args: Any) -> Any:
+    async def late(**named: Any) -> Any:
         await gate.wait()
-        return await reserve(*args)
+        return await reserve(**named)
 
-    first.orders._saga_reserve = late  # type: ignore[attr-defined]
+    transport.reserve_script = late
     payments = Approve()
     slow = asyncio.create_task(
         first.orders.checkout(
