@@ -10,7 +10,7 @@ Python passes the bytes through.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import orjson
@@ -85,6 +85,7 @@ class CartStore:
         self.max_quantity = max_quantity
         self.max_lines = max_lines
         self._availability = availability
+        self._stock_hashes = StockHashes(keys.stock, keys.reserved)
         self._get = GetCart(redis)
         self._add = AddItem(redis)
         self._set = SetItem(redis)
@@ -96,57 +97,73 @@ class CartStore:
     async def add(self, session_id: str, item_id: str, quantity: int = 1) -> LineChange:
         """Add `quantity` units of an item, and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=1)
-
-        def add(stock: StockSource) -> Awaitable[CartWrite]:
-            return self._add(
-                cart=self._keys.cart(session_id),
-                stock=stock,
-                item_id=item_id,
-                units=quantity,
-                max_quantity=self.max_quantity,
-                max_lines=self.max_lines,
-                ttl_ms=self._ttl_ms,
-            )
-
-        change = self._change_or_raise(await self._write(add, item_id), item_id)
+        cart, stock = self._keys.cart(session_id), await self._stock(item_id)
+        result = await self._add_units(cart, stock, item_id, quantity)
+        if isinstance(result, UnknownItem) and (fresher := await self._fresher(item_id, stock)):
+            result = await self._add_units(cart, fresher, item_id, quantity)
+        change = self._change_or_raise(result, item_id)
         metrics.CART_ITEMS_ADDED.inc(quantity)
         return change
 
     async def set(self, session_id: str, item_id: str, quantity: int) -> LineChange:
         """Set a line's quantity (0 removes it), and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=0)
-
-        def set_line(stock: StockSource) -> Awaitable[CartWrite]:
-            return self._set(
-                cart=self._keys.cart(session_id),
-                stock=stock,
-                item_id=item_id,
-                quantity=quantity,
-                max_lines=self.max_lines,
-                ttl_ms=self._ttl_ms,
-            )
-
-        return self._change_or_raise(await self._write(set_line, item_id), item_id)
+        cart, stock = self._keys.cart(session_id), await self._stock(item_id)
+        result = await self._set_line(cart, stock, item_id, quantity)
+        if isinstance(result, UnknownItem) and (fresher := await self._fresher(item_id, stock)):
+            result = await self._set_line(cart, fresher, item_id, quantity)
+        return self._change_or_raise(result, item_id)
 
     async def remove(self, session_id: str, item_id: str) -> LineChange:
         """Remove a line; removing a line that is not there is not an error."""
         return await self.set(session_id, item_id, 0)
 
-    async def _write(
-        self, write: Callable[[StockSource], Awaitable[CartWrite]], item_id: str
-    ) -> CartWrite:
-        """Run a cart write: one script call. In cluster mode with the stock figure of the
-        snapshot; an item the snapshot does not know may have been added since it was read,
-        so that reply (which changed nothing) makes one fresh read and one more try."""
+    def _add_units(
+        self, cart: str, stock: StockSource, item_id: str, quantity: int
+    ) -> Awaitable[CartWrite]:
+        return self._add(
+            cart=cart,
+            stock=stock,
+            item_id=item_id,
+            units=quantity,
+            max_quantity=self.max_quantity,
+            max_lines=self.max_lines,
+            ttl_ms=self._ttl_ms,
+        )
+
+    def _set_line(
+        self, cart: str, stock: StockSource, item_id: str, quantity: int
+    ) -> Awaitable[CartWrite]:
+        return self._set(
+            cart=cart,
+            stock=stock,
+            item_id=item_id,
+            quantity=quantity,
+            max_lines=self.max_lines,
+            ttl_ms=self._ttl_ms,
+        )
+
+    async def _stock(self, item_id: str) -> StockSource:
+        """Where a cart write reads the line's stock: the stock hashes, exactly; in cluster
+        mode the figure of the in-process snapshot (the stock is in another slot)."""
         if self._availability is None:
-            return await write(StockHashes(self._keys.stock, self._keys.reserved))
-        result = await write(StockHint(await self._availability.units(item_id)))
-        if isinstance(result, UnknownItem) and self._availability.age() > _FRESH_SECONDS:
-            await self._availability.refresh()
-            units = await self._availability.units(item_id)
-            if units is not None:
-                result = await write(StockHint(units))
-        return result
+            return self._stock_hashes
+        return StockHint(await self._availability.units(item_id))
+
+    async def _fresher(self, item_id: str, tried: StockSource) -> StockHint | None:
+        """After an item the snapshot did not know (the write changed nothing): it may have
+        been added since the snapshot was read, so one fresh read, and a figure to try once
+        more if it knows the item now. None: nothing to try again."""
+        if (
+            self._availability is None
+            or not isinstance(tried, StockHint)
+            or tried.units is not None
+            or self._availability.age() <= _FRESH_SECONDS
+        ):
+            return None
+        await self._availability.refresh()
+        units = await self._availability.units(item_id)
+        return None if units is None else StockHint(units)
 
     def _check_quantity(self, quantity: int, *, minimum: int) -> None:
         if not minimum <= quantity <= self.max_quantity:
