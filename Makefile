@@ -13,7 +13,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: help run test lint lock upgrade test-latest clean docker-ready redis-images images \
 	kube-clients helm chart-tools manifests wrk bench bench-quick bench-profile bench-cpu \
-	bench-http loadgen prometheus soak cluster-tools cluster cluster-down test-cluster test-skaffold
+	bench-http bench-cluster loadgen prometheus soak cluster-tools cluster cluster-down test-cluster test-skaffold
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,11 +33,12 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 run: $(STAMP)  ## Start Redis and both services locally; Ctrl-C stops everything
 	$(BIN)/python -m devstack
 
-lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, the lock matching pyproject.toml, no private framework names
+lint: $(STAMP)  ## ruff (lint and format check), mypy --strict, the lock matching pyproject.toml, cartlib's layer contracts, no private framework names
 	tools/lock.sh check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python tools/check_public_names.py
 
 lock: $(UV)  ## Re-resolve uv.lock and requirements/ after editing pyproject.toml (other pins kept)
@@ -97,6 +98,9 @@ bench-cpu: $(STAMP)  ## Service CPU per request across git revisions (REVS="HEAD
 bench-http: $(STAMP) wrk  ## add-to-cart over HTTP: httptools alone, behind the HTTP limits, h11 (~2 min)
 	$(BIN)/python -m bench.http_protocols
 
+bench-cluster: $(STAMP) wrk  ## add-to-cart and checkout on a 6-node cluster beside standalone, one run (~3 min)
+	$(BIN)/python -m bench.cluster
+
 $(LOADGEN_STAMP): $(STAMP)
 	$(UV) sync --quiet --locked --group loadgen
 	touch $(LOADGEN_STAMP)
@@ -136,7 +140,7 @@ SCHEDULES ?= 5000
 SEED ?= 100000
 soak: $(STAMP) redis-images  ## Random interleaving schedules against Redis 7 and 6.2 (SCHEDULES=5000 each, SEED=100000 first)
 	STOREFRONT_SCHEDULES=$(SCHEDULES) STOREFRONT_SCHEDULE_SEED=$(SEED) \
-		$(BIN)/pytest tests/cartlib/test_interleavings.py -rP --timeout=0 -p no:cacheprovider
+		$(BIN)/pytest tests/cartlib/store/test_interleavings.py -rP --timeout=0 -p no:cacheprovider
 
 clean:  ## Remove the virtualenv, the tool venvs and caches
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -12,8 +12,8 @@ from pathlib import Path
 import jwt
 import redis
 
-from cartlib.auth import ALGORITHM
-from cartlib.keys import Keys
+from cartlib.store.auth import ALGORITHM
+from cartlib.store.keys import Keys
 
 ITEM_COUNT = 600  # >= the 500 lines of a big cart
 STOCK = 1_000_000_000  # the most ItemIn allows; a run sells far less
@@ -70,7 +70,7 @@ class CartSet:
 
 
 def make_carts(
-    client: redis.Redis,
+    client: redis.Redis | redis.RedisCluster,
     secret: str,
     data_dir: Path,
     name: str,
@@ -78,10 +78,12 @@ def make_carts(
     carts: int,
     lines: int,
     prefill: bool = True,
+    keys: Keys = KEYS,
 ) -> CartSet:
     """`carts` sessions named `<name>-<n>`; with `prefill`, each cart holds one unit of each of
     the first `lines` items, written with pipelined HSET + PEXPIRE (as the scripts leave a
-    cart). Writes the tokens file and the items file the wrk scripts read."""
+    cart) under `keys`' names (`ClusterKeys` and a cluster client for a cluster). Writes the
+    tokens file and the items file the wrk scripts read."""
     session_ids = [f"{name}-{index:07d}" for index in range(carts)]
     tokens = mint_tokens(secret, session_ids)
     items = item_ids()[: max(lines, 1)]
@@ -90,7 +92,7 @@ def make_carts(
         for start in range(0, carts, _PIPELINE_BATCH):
             pipe = client.pipeline(transaction=False)
             for sid in session_ids[start : start + _PIPELINE_BATCH]:
-                key = KEYS.cart(sid)
+                key = keys.cart(sid)
                 pipe.hset(key, mapping=line_map)  # type: ignore[arg-type]
                 pipe.pexpire(key, CART_TTL_MS)
             pipe.execute()

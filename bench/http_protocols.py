@@ -3,10 +3,10 @@
     python -m bench.http_protocols [--rounds 5] [--seconds 5]    (make bench-http)
 
 Starts a private Redis and one inventory process per protocol, each the same app under
-uvicorn with uvloop and the settings of cartlib.server, but for `http=`:
+uvicorn with uvloop and the settings of cartlib.web.server, but for `http=`:
 
     httptools   uvicorn's httptools protocol alone (no header limit, no read timeout)
-    limited     cartlib.http_limits.LimitedHttpProtocol around it (what the services run)
+    limited     cartlib.web.http_limits.LimitedHttpProtocol around it (what the services run)
     h11         uvicorn's h11 protocol (pure Python; limits the header block, 16 KiB, but
                 has no read timeout either)
 
@@ -44,13 +44,13 @@ LINES = 5
 
 
 def serve(protocol: str) -> None:
-    """The child: inventory under uvicorn with `protocol` (cartlib.server.run but `http=`)."""
+    """The child: inventory under uvicorn with `protocol` (cartlib.web.server.run but `http=`)."""
     import uvicorn
 
-    from cartlib import metrics
-    from cartlib.http_limits import LimitedHttpProtocol
-    from cartlib.logs import logging_config
     from cartlib.settings import get_settings
+    from cartlib.web import metrics
+    from cartlib.web.http_limits import LimitedHttpProtocol
+    from cartlib.web.logs import logging_config
 
     settings = get_settings()
     metrics.use_multiprocess_dir(settings.prometheus_multiproc_dir, workers=1)

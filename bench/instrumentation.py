@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from cartlib.keys import Keys
-from cartlib.scripts import LuaScript, source
+from cartlib.store.keys import Keys
+from cartlib.store.scripts import LuaScript, source
 
 Call = Callable[[], Awaitable[object]]
 

@@ -73,7 +73,7 @@ _LAYERS = (
     ("/site-packages/prometheus_client/", "prometheus-client"),
     ("/site-packages/anyio/", "anyio"),
     ("/site-packages/uvloop/", LOOP),
-    (f"{REPO}/cartlib/middleware.py", "cartlib middleware (telemetry, body limit)"),
+    (f"{REPO}/cartlib/web/middleware.py", "cartlib middleware (telemetry, body limit)"),
     (f"{REPO}/cartlib/", "cartlib (deps, stores, redis call, metrics)"),
     (f"{REPO}/inventory/", "inventory handlers"),
     (f"{REPO}/checkout/", "checkout handlers"),

@@ -5,7 +5,7 @@ Redis, the services, process groups, readiness waits and stopping come from `dev
 for `make run`; what differs here is that each child's output goes to a log file in the run's
 folder, and the services get production settings plus what the scenarios need:
 
-- uvicorn with uvloop and httptools (cartlib.server does that), `LOG_LEVEL=warning`, one
+- uvicorn with uvloop and httptools (cartlib.web.server does that), `LOG_LEVEL=warning`, one
   worker unless a scenario asks for more (`WEB_CONCURRENCY`);
 - `CART_MAX_LINES=1000`, so 500-line carts fit; a generated catalog (`CATALOG_FILE`) with
   stock far beyond what a run can sell;

@@ -1,55 +1,13 @@
-"""cartlib: the shared Redis cart layer of the storefront services.
+"""cartlib: the shared library of the storefront services, in two layers.
 
-The only code that talks to Redis. Services build on `create_app()` and the stores it
-places on `app.state.stores`.
+* `cartlib.store`: everything that talks to Redis (carts, catalog, checkout, the cache, the
+  key layout, the Lua scripts, the domain errors, the Redis metrics). No HTTP: it imports
+  no FastAPI, Starlette or uvicorn, and its errors carry no status code.
+* `cartlib.web`: the FastAPI side every service is built from (`create_app`, `Endpoints`,
+  middleware, dependencies, API models, and the one mapping of domain errors to HTTP).
+* `cartlib.settings`: the one `Settings` of a process, read by both.
+
+`web` imports `store`, never the reverse; both import `settings`, which imports neither
+(`make lint` checks it: the import-linter contracts in pyproject.toml). Services import the
+names each package exports, never their modules.
 """
-
-from cartlib.auth import IssuedToken, Session, SessionTokens
-from cartlib.cache import Cache
-from cartlib.carts import CartStore, LineChange, cart_json, line_change_json
-from cartlib.catalog import Catalog
-from cartlib.deps import CartDep, SessionDep, StoresDep, get_stores, require_admin
-from cartlib.endpoints import Endpoints
-from cartlib.keys import Keys
-from cartlib.orders import (
-    CheckoutResponse,
-    OrderStore,
-    PaymentProcessor,
-    PaymentResult,
-    PaymentUnavailable,
-)
-from cartlib.redis import create_redis
-from cartlib.responses import JSONBytes
-from cartlib.settings import Settings, get_settings
-from cartlib.stores import Stores
-from cartlib.web import create_app
-
-__all__ = [
-    "Cache",
-    "CartDep",
-    "CartStore",
-    "Catalog",
-    "CheckoutResponse",
-    "Endpoints",
-    "IssuedToken",
-    "JSONBytes",
-    "Keys",
-    "LineChange",
-    "OrderStore",
-    "PaymentProcessor",
-    "PaymentResult",
-    "PaymentUnavailable",
-    "Session",
-    "SessionDep",
-    "SessionTokens",
-    "Settings",
-    "Stores",
-    "StoresDep",
-    "cart_json",
-    "create_app",
-    "create_redis",
-    "get_settings",
-    "get_stores",
-    "line_change_json",
-    "require_admin",
-]

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     web_concurrency: int = Field(default=1, ge=1, le=64)
     # Where the workers keep their metric files when WEB_CONCURRENCY > 1; unset: a new
-    # directory under /tmp per start (see cartlib.metrics.use_multiprocess_dir).
+    # directory under /tmp per start (see cartlib.web.metrics.use_multiprocess_dir).
     prometheus_multiproc_dir: str | None = None
 
     redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     catalog_file: str | None = None
 
     max_body_bytes: int = Field(default=16 * 1024, ge=1024, le=16 * 1024 * 1024)
-    # What one client can hold of a process (cartlib.http_limits): the request line and
+    # What one client can hold of a process (cartlib.web.http_limits): the request line and
     # headers, how long a request may take to arrive, and the connections held open at once.
     http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)

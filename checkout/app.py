@@ -8,17 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Path, Request
 
-from cartlib import (
-    Endpoints,
-    JSONBytes,
-    PaymentProcessor,
-    SessionDep,
-    Settings,
-    Stores,
-    StoresDep,
-)
-from cartlib import create_app as create_service
-from cartlib.errors import (
+from cartlib.settings import Settings
+from cartlib.store import (
     CartError,
     CheckoutExpired,
     CheckoutInProgress,
@@ -27,12 +18,28 @@ from cartlib.errors import (
     InsufficientStock,
     OrderNotFound,
     PaymentDeclined,
+    PaymentProcessor,
+    Stores,
     StoreUnavailable,
     TooManyDeclines,
 )
-from cartlib.logs import request_id_var
-from cartlib.models import CheckoutRefusal, CheckoutRequest, CheckoutResponse, Order, OrderId
-from cartlib.routes import BODY_ERRORS, SESSION_ERRORS, cart_router, error_responses
+from cartlib.web import (
+    BODY_ERRORS,
+    SESSION_ERRORS,
+    CheckoutRefusal,
+    CheckoutRequest,
+    CheckoutResponse,
+    Endpoints,
+    JSONBytes,
+    Order,
+    OrderId,
+    SessionDep,
+    StoresDep,
+    cart_router,
+    error_responses,
+    request_id_var,
+)
+from cartlib.web import create_app as create_service
 from checkout.payments import TestProcessor
 
 logger = logging.getLogger("storefront.checkout")
@@ -145,7 +152,7 @@ def create_app(
     """The checkout service, charging through `payments` (default: the built-in
     `TestProcessor`). A deployment with a real provider serves its own factory,
     `lambda: checkout.app.create_app(payments=Provider(...))`, with no edit here. `settings`
-    and `stores` go to `cartlib.create_app`."""
+    and `stores` go to `cartlib.web.create_app`."""
     app = create_service(
         title="checkout",
         routers=[cart_router, orders],

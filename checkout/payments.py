@@ -1,11 +1,11 @@
 """Payment processors. `TestProcessor` is the built-in one, in the style of Stripe's test
-tokens; a real provider implements `cartlib.PaymentProcessor` the same way."""
+tokens; a real provider implements `cartlib.store.PaymentProcessor` the same way."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from cartlib import PaymentResult
+from cartlib.store import PaymentResult
 
 APPROVED_TOKEN = "tok_visa"
 DECLINED_TOKEN = "tok_declined"

@@ -6,38 +6,39 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Path
 
-from cartlib import (
-    Endpoints,
-    JSONBytes,
-    LineChange,
-    SessionDep,
-    Settings,
-    Stores,
-    StoresDep,
-    line_change_json,
-    require_admin,
-)
-from cartlib import create_app as create_service
-from cartlib.errors import (
+from cartlib.settings import Settings
+from cartlib.store import (
     Forbidden,
     InsufficientStock,
     ItemNotFound,
     LimitExceeded,
+    LineChange,
+    Stores,
     StoreUnavailable,
 )
-from cartlib.models import (
+from cartlib.web import (
+    BODY_ERRORS,
+    SESSION_ERRORS,
     AddToCart,
     CartLineChange,
+    Endpoints,
     Item,
     ItemId,
     ItemIn,
     ItemList,
+    JSONBytes,
     LegacyAddToCart,
     LegacyCart,
     NewSession,
+    SessionDep,
     SetQuantity,
+    StoresDep,
+    cart_router,
+    error_responses,
+    line_change_json,
+    require_admin,
 )
-from cartlib.routes import BODY_ERRORS, SESSION_ERRORS, cart_router, error_responses
+from cartlib.web import create_app as create_service
 from inventory.seed import seed_catalog
 
 ItemIdPath = Annotated[ItemId, Path(description="An item id, e.g. `badger-mug`.")]
@@ -160,7 +161,7 @@ async def legacy_add_to_cart(
 
 
 def create_app(*, settings: Settings | None = None, stores: Stores | None = None) -> FastAPI:
-    """The inventory service; `settings` and `stores` go to `cartlib.create_app`."""
+    """The inventory service; `settings` and `stores` go to `cartlib.web.create_app`."""
     return create_service(
         title="inventory",
         # Busiest first: requests are matched against routes in this order.

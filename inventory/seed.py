@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cartlib.models import ItemId, ItemIn
-from cartlib.stores import Stores
+from cartlib.store import Stores
+from cartlib.web import ItemId, ItemIn
 
 logger = logging.getLogger("storefront.inventory")
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from cartlib.models import ItemIn
 from cartlib.settings import Settings
-from cartlib.stores import Stores
+from cartlib.store.stores import Stores
+from cartlib.web.models import ItemIn
 
 SECRET = "test-secret-" + "x" * 32
 

@@ -184,7 +184,7 @@ def test_deployments_roll_without_losing_capacity(
         assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
         assert spec["revisionHistoryLimit"] >= 1
         # A deleted pod keeps serving while its endpoint is withdrawn, then has the 20 s
-        # uvicorn gives in-flight requests (cartlib.server) before SIGKILL.
+        # uvicorn gives in-flight requests (cartlib.web.server) before SIGKILL.
         pod = spec["template"]["spec"]
         (container,) = pod["containers"]
         sleep = container["lifecycle"]["preStop"]["exec"]["command"]
@@ -526,13 +526,13 @@ def test_schema_never_lets_redis_disable_a_command_the_services_use() -> None:
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
     items = schema["properties"]["redis"]["properties"]["disabledCommands"]["items"]
     protected = set(items["not"]["enum"])
-    scripts = (REPO_ROOT / "cartlib" / "scripts").glob("*.lua")
+    scripts = (REPO_ROOT / "cartlib" / "store" / "scripts").glob("*.lua")
     called = {
         command.upper()
         for script in scripts
         for command in re.findall(r"redis\.call\(\s*['\"](\w+)['\"]", script.read_text())
     }
-    assert called, "no redis.call found in cartlib/scripts"
+    assert called, "no redis.call found in cartlib/store/scripts"
     assert called | {"EVAL", "EVALSHA", "SCRIPT", "PING", "AUTH"} <= protected
 
 

@@ -22,7 +22,7 @@ from tests.services._outage import CLIENT_TIMEOUT
 from tests.services._stack import Stack, running_stack
 from tests.services.conftest import Shop
 
-# The name cartlib.redis.create_redis gives every pooled connection (CLIENT SETNAME), which
+# The name cartlib.store.redis.create_redis gives every pooled connection (CLIENT SETNAME), which
 # tells the services' connections apart from the test's own in CLIENT LIST.
 SERVICE_CLIENT_NAME = "storefront"
 PROBE_CLIENT_NAME = "fault-test-probe"

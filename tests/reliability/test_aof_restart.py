@@ -37,7 +37,7 @@ import orjson
 import pytest
 import yaml
 
-from cartlib.keys import Keys
+from cartlib.store.keys import Keys
 from tests._redis import RestartableRedis
 from tests.reliability._faults import (
     Recorder,

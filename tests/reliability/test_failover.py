@@ -31,18 +31,18 @@ from prometheus_client import REGISTRY
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import SentinelManagedConnection
 
-from cartlib import metrics
-from cartlib.errors import NotReplicated, StoreUnavailable
-from cartlib.keys import Keys
-from cartlib.models import ItemIn
-from cartlib.orders import PaymentResult
-from cartlib.redis import (
+from cartlib.store import metrics
+from cartlib.store.errors import NotReplicated, StoreUnavailable
+from cartlib.store.keys import Keys
+from cartlib.store.orders import PaymentResult
+from cartlib.store.redis import (
     MASTER_CHECK_INTERVAL,
     BlockingSentinelConnectionPool,
     call,
     create_redis,
 )
-from cartlib.stores import Stores
+from cartlib.store.stores import Stores
+from cartlib.web.models import ItemIn
 from tests._redis import LOOPBACK
 from tests.cartlib.conftest import make_settings
 from tests.reliability._faults import Recorder, report

@@ -23,8 +23,8 @@ import pytest
 import redis
 from redis import exceptions as redis_errors
 
-from cartlib.errors import StoreError, StoreUnavailable
-from cartlib.redis import translated
+from cartlib.store.errors import StoreError, StoreUnavailable
+from cartlib.store.redis import translated
 from tests._redis import RestartableRedis
 from tests.reliability._faults import (
     Recorder,

@@ -10,7 +10,7 @@ from typing import cast
 import orjson
 import redis.asyncio as aioredis
 
-from cartlib.keys import Keys
+from cartlib.store.keys import Keys
 from tests.services.conftest import Shop
 
 MAX_LINES = 200  # the services' default CART_MAX_LINES

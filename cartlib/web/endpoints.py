@@ -1,0 +1,410 @@
+"""`Endpoints`: FastAPI-style endpoint functions served as plain Starlette routes.
+
+An endpoint is written as for FastAPI (`Annotated` `Depends`, `Path` and `Header` parameters,
+at most one pydantic body model, the `Request`) and returns a `Response`. Each is registered
+twice: on a `fastapi.APIRouter` that only documents it (the app's OpenAPI schema is built
+from those routes with the public `get_openapi`), and as a `starlette.routing.Route` whose
+handler is compiled once from the function's signature. Only public names of FastAPI,
+Starlette and pydantic are used.
+
+Served, not generically solved: FastAPI's per-request solver costs about as much CPU as the
+rest of a cart write (bench/README.md). The answers are FastAPI's, 422 bodies included (the
+same errors, raised as `RequestValidationError`), with three refusals FastAPI does not make:
+a JSON body with a key twice is a 422 (`DuplicateKey`), a body whose Content-Type is not JSON
+a 415, and dependencies (the credentials) run before the body is read, so a caller who may
+not use the route gets 401 or 403 whatever it sends. Every dependency is looked up in
+`app.dependency_overrides` on every request, however the route joined the app.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, params
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticUndefined
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
+
+from cartlib.web.errors import UnsupportedMediaType, status_of
+
+Endpoint = Callable[..., Coroutine[Any, Any, Response]]
+_MISSING: Any = object()
+
+
+class Endpoints:
+    """A router of endpoints served by `create_app` as plain routes (see the module).
+
+    `prefix`, `tags`, `responses` and `dependencies` are those of `fastapi.APIRouter`; the
+    decorators take the keyword arguments of `APIRouter.api_route` (`status_code`,
+    `response_model`, `responses`, `dependencies`, `summary`, ...), which document the route.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "",
+        tags: list[str] | None = None,
+        responses: dict[int | str, dict[str, Any]] | None = None,
+        dependencies: Sequence[params.Depends] = (),
+    ) -> None:
+        self.prefix = prefix
+        self.docs = APIRouter(
+            prefix=prefix, tags=list(tags or []), responses=responses, dependencies=dependencies
+        )
+        self.routes: list[Route] = []
+        self._dependencies = tuple(dependencies)
+
+    def api_route(
+        self, path: str, *, methods: list[str], **documented: Any
+    ) -> Callable[[Endpoint], Endpoint]:
+        def register(endpoint: Endpoint) -> Endpoint:
+            self.docs.add_api_route(path, endpoint, methods=methods, **documented)
+            checks = (*self._dependencies, *(documented.get("dependencies") or ()))
+            handler = _Handler(endpoint, checks)
+            name = documented.get("name") or endpoint.__name__
+            self.routes.append(
+                _ServedRoute(self.prefix + path, handler, methods=methods, name=name)
+            )
+            return endpoint
+
+        return register
+
+    def get(self, path: str, **documented: Any) -> Callable[[Endpoint], Endpoint]:
+        return self.api_route(path, methods=["GET"], **documented)
+
+    def post(self, path: str, **documented: Any) -> Callable[[Endpoint], Endpoint]:
+        return self.api_route(path, methods=["POST"], **documented)
+
+    def put(self, path: str, **documented: Any) -> Callable[[Endpoint], Endpoint]:
+        return self.api_route(path, methods=["PUT"], **documented)
+
+    def patch(self, path: str, **documented: Any) -> Callable[[Endpoint], Endpoint]:
+        return self.api_route(path, methods=["PATCH"], **documented)
+
+    def delete(self, path: str, **documented: Any) -> Callable[[Endpoint], Endpoint]:
+        return self.api_route(path, methods=["DELETE"], **documented)
+
+
+class _ServedRoute(Route):
+    """A Starlette route that names itself in the scope (`scope["route"]`) as FastAPI's do:
+    the HTTP metrics are labelled with its path template."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    """A path or header parameter: where it is read, and how it is validated."""
+
+    name: str
+    key: str
+    loc: tuple[str, str]
+    adapter: TypeAdapter[Any]
+    default: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Dependency:
+    name: str | None  # None: run for what it checks (`dependencies=[...]`)
+    call: Callable[..., Any]
+    use_cache: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What calling one function takes, read once from its signature."""
+
+    call: Callable[..., Any]
+    is_async: bool
+    request_names: tuple[str, ...]
+    dependencies: tuple[_Dependency, ...]
+    path: tuple[_Param, ...]
+    headers: tuple[_Param, ...]
+    body_name: str | None
+    body: TypeAdapter[Any] | None
+
+
+class _Handler:
+    """The ASGI app of one endpoint: dependencies, then path and header parameters and the
+    body, then the endpoint, whose `Response` it sends."""
+
+    def __init__(self, endpoint: Endpoint, checks: Sequence[params.Depends]) -> None:
+        plan = _plan(endpoint, allow_body=True)
+        if not _returns_response(endpoint):
+            raise TypeError(f"{endpoint.__name__} must be annotated to return a Response")
+        if not plan.is_async:
+            raise TypeError(f"{endpoint.__name__} must be an async def")
+        extra = tuple(_Dependency(None, _dependency_call(d, None), d.use_cache) for d in checks)
+        self.plan = _Plan(
+            plan.call,
+            True,
+            plan.request_names,
+            extra + plan.dependencies,
+            plan.path,
+            plan.headers,
+            plan.body_name,
+            plan.body,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        overrides: dict[Any, Any] = scope["app"].dependency_overrides
+        response: Response = await _call(self.plan, request, {}, overrides)
+        await response(scope, receive, send)
+
+
+async def _call(
+    plan: _Plan, request: Request, cache: dict[Any, Any], overrides: dict[Any, Any]
+) -> Any:
+    kwargs: dict[str, Any] = {}
+    for name in plan.request_names:
+        kwargs[name] = request
+    for dependency in plan.dependencies:
+        call = overrides.get(dependency.call, dependency.call) if overrides else dependency.call
+        if dependency.use_cache and call in cache:
+            value = cache[call]
+        else:
+            sub = _PLANS.get(call) or _plan(call, allow_body=False)
+            value = await _call(sub, request, cache, overrides)
+            cache[call] = value
+        if dependency.name is not None:
+            kwargs[dependency.name] = value
+    errors: list[Any] = []
+    if plan.path:
+        _validate(plan.path, request.path_params, kwargs, errors)
+    if plan.headers:
+        _validate(plan.headers, request.headers, kwargs, errors)
+    body: Any = None
+    if plan.body is not None:
+        body = await _json_body(request)
+        if body is _MISSING:
+            errors.append(_missing(("body",)))
+            body = None
+        else:
+            try:
+                kwargs[typing.cast(str, plan.body_name)] = plan.body.validate_python(
+                    body, from_attributes=True
+                )
+            except ValidationError as exc:
+                errors += _located(exc, ("body",))
+    if errors:
+        raise RequestValidationError(errors, body=body)
+    if plan.is_async:
+        return await plan.call(**kwargs)
+    return await run_in_threadpool(plan.call, **kwargs)
+
+
+def _validate(
+    declared: tuple[_Param, ...], received: Any, kwargs: dict[str, Any], errors: list[Any]
+) -> None:
+    for param in declared:
+        value = received.get(param.key)
+        if value is None:
+            if param.default is _MISSING:
+                errors.append(_missing(param.loc))
+            else:
+                kwargs[param.name] = param.default
+            continue
+        try:
+            kwargs[param.name] = param.adapter.validate_python(value)
+        except ValidationError as exc:
+            errors += _located(exc, param.loc)
+
+
+def _missing(loc: tuple[str, ...]) -> dict[str, Any]:
+    return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
+
+
+def _located(exc: ValidationError, loc: tuple[str, ...]) -> list[Any]:
+    return [{**error, "loc": loc + error["loc"]} for error in exc.errors(include_url=False)]
+
+
+# --- reading a signature once ------------------------------------------------------------
+
+_PLANS: dict[Any, _Plan] = {}
+
+
+def _plan(call: Callable[..., Any], *, allow_body: bool) -> _Plan:
+    """The plan of `call`, compiled on first use (an override too) and kept."""
+    known = _PLANS.get(call)
+    if known is not None:
+        return known
+    if inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call):
+        raise TypeError(f"{_name(call)}: dependencies with yield are not supported here")
+    hints = _hints(call)
+    request_names: list[str] = []
+    dependencies: list[_Dependency] = []
+    path: list[_Param] = []
+    headers: list[_Param] = []
+    body_name: str | None = None
+    body: TypeAdapter[Any] | None = None
+    for name, parameter in inspect.signature(call).parameters.items():
+        annotation = hints.get(name, Any)
+        base, metadata = _split(annotation)
+        default = parameter.default
+        if isinstance(default, params.Depends | params.Param):  # `x: str = Header()`
+            metadata = [*metadata, default]
+            annotation = Annotated[annotation, default]
+            default = getattr(default, "default", inspect.Parameter.empty)
+            if default is PydanticUndefined or default is Ellipsis:
+                default = inspect.Parameter.empty
+        marker = next((m for m in metadata if isinstance(m, params.Depends | params.Param)), None)
+        if isinstance(marker, params.Depends):
+            dependencies.append(_Dependency(name, _dependency_call(marker, base), marker.use_cache))
+        elif isinstance(base, type) and issubclass(base, HTTPConnection):
+            request_names.append(name)
+        elif isinstance(marker, params.Path | params.Header):
+            param = _param(name, annotation, marker, default)
+            (path if isinstance(marker, params.Path) else headers).append(param)
+        elif marker is None and isinstance(base, type) and issubclass(base, BaseModel):
+            if not allow_body or body is not None:
+                raise TypeError(f"{_name(call)}: one body, in the endpoint only ({name})")
+            body_name, body = name, TypeAdapter(annotation)
+        else:
+            raise TypeError(f"{_name(call)}: parameter {name!r} is not supported here")
+    plan = _Plan(
+        call,
+        _is_async(call),
+        tuple(request_names),
+        tuple(dependencies),
+        tuple(path),
+        tuple(headers),
+        body_name,
+        body,
+    )
+    _PLANS[call] = plan
+    return plan
+
+
+def _param(name: str, annotation: Any, info: params.Param, default: Any) -> _Param:
+    if isinstance(info, params.Header):
+        key = info.alias or (name.replace("_", "-") if info.convert_underscores else name)
+        loc = ("header", info.alias or key)
+    else:
+        key = info.alias or name
+        loc = ("path", key)
+    return _Param(
+        name=name,
+        key=key,
+        loc=loc,
+        adapter=TypeAdapter(annotation),
+        default=_MISSING if default is inspect.Parameter.empty else default,
+    )
+
+
+def _dependency_call(marker: params.Depends, annotation: Any) -> Callable[..., Any]:
+    call = marker.dependency if marker.dependency is not None else annotation
+    if not callable(call):
+        raise TypeError(f"Depends() needs a callable, got {call!r}")
+    return typing.cast(Callable[..., Any], call)
+
+
+def _split(annotation: Any) -> tuple[Any, list[Any]]:
+    if typing.get_origin(annotation) is Annotated:
+        base, *metadata = typing.get_args(annotation)
+        return base, metadata
+    return annotation, []
+
+
+def _hints(call: Callable[..., Any]) -> dict[str, Any]:
+    target = call if inspect.isfunction(call) or inspect.ismethod(call) else type(call).__call__
+    return typing.get_type_hints(target, include_extras=True)
+
+
+def _is_async(call: Any) -> bool:
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+        getattr(call, "__call__", None)  # noqa: B004 - an instance with an async __call__
+    )
+
+
+def _returns_response(call: Any) -> bool:
+    returned = _hints(call).get("return")
+    return isinstance(returned, type) and issubclass(returned, Response)
+
+
+def _name(call: Any) -> str:
+    return getattr(call, "__qualname__", None) or type(call).__qualname__
+
+
+# --- the body ----------------------------------------------------------------------------
+
+
+async def _json_body(request: Request) -> Any:
+    """The body as JSON (`_MISSING` if empty): a body whose Content-Type does not say JSON (or
+    that has none) is a 415, one that is not valid JSON a 422, one that cannot be read a 400."""
+    raw = b""
+    try:
+        raw = await _read(request)
+        if not raw:
+            return _MISSING
+        content_type = request.headers.get("content-type", "")
+        media_type = content_type.partition(";")[0].strip().lower()
+        if not (media_type == "application/json" or media_type.endswith("+json")):
+            raise HTTPException(status_of(UnsupportedMediaType), UnsupportedMediaType.detail)
+        return json.loads(raw, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise _json_invalid(("body", exc.pos), exc.msg, exc.doc) from exc
+    except DuplicateKey as exc:
+        raise _json_invalid(("body",), str(exc), raw) from exc
+    except HTTPException:  # 415 above, 413 from the body size limit
+        raise
+    except Exception as exc:
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+async def _read(request: Request) -> bytes:
+    """The whole body, straight from ASGI `receive`: no stream generator per request."""
+    receive = request.receive
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _json_invalid(loc: tuple[str | int, ...], reason: str, body: Any) -> RequestValidationError:
+    """The 422 FastAPI answers for a body that is not valid JSON."""
+    error = {
+        "type": "json_invalid",
+        "loc": loc,
+        "msg": "JSON decode error",
+        "input": {},
+        "ctx": {"error": reason},
+    }
+    return RequestValidationError([error], body=body)
+
+
+class DuplicateKey(ValueError):
+    """A JSON object with a key twice. `json.loads` keeps the last value, but a proxy, a WAF
+    or a log in front may have read the first: refused (422) rather than guessed at."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping = dict(pairs)
+    if len(mapping) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"Duplicate key {key!r}")
+            seen.add(key)
+    return mapping

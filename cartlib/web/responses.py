@@ -1,0 +1,40 @@
+"""`JSONBytes`: a response for JSON that is already encoded (by a Lua script or orjson), and
+the cart answers built around the store's bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse
+
+from cartlib.store import LineChange
+
+
+class JSONBytes(JSONResponse):
+    """Sends its bytes as they are.
+
+    A `JSONResponse` rather than a plain `Response`: FastAPI documents a route's
+    `response_model` only for JSON response classes, and documented any other class's body
+    as `{"type": "string"}`, so the OpenAPI schema contradicted every answer of these routes.
+    """
+
+    def render(self, content: Any) -> bytes:
+        encoded: bytes = content
+        return encoded
+
+
+def cart_json(session_id: str, lines: bytes) -> bytes:
+    """The cart as the API shows it (`Cart`): `{"session_id": ..., "items": [...]}`."""
+    return b'{"session_id":' + orjson.dumps(session_id) + b',"items":' + lines + b"}"
+
+
+def line_change_json(session_id: str, change: LineChange) -> bytes:
+    """A cart write's answer as the API shows it (`CartLineChange`)."""
+    return orjson.dumps(
+        {
+            "session_id": session_id,
+            "line": {"id": change.item_id, "quantity": change.quantity},
+            "line_count": change.line_count,
+        }
+    )
