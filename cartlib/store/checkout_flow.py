@@ -24,6 +24,11 @@ PENDING (every step is idempotent by order id); one whose checkout ended replays
 response. The reaper (`release_expired`) ends orders pending past the timeout: cancelled,
 or paid if their units were sold (cluster: the process died between C and D).
 
+With replicas to wait for, a pending order is paid only once a replica holds it
+(`PendingOrder.confirmed`; cluster: the WAIT after step A, or after the resume): a new one
+that no replica confirmed is cancelled before the stock is touched, a resumed one is left
+pending; both answer 503 `NotReplicated`.
+
 `checkout()` returns a `CheckoutOutcome`; the metrics are recorded from it, once.
 """
 
