@@ -223,3 +223,52 @@ def running_cluster(version: str = "7", masters: int = 3) -> Iterator[ClusterDep
         yield deployment
     finally:
         deployment.remove()
+
+
+def node_of(cluster: ClusterDeployment, key: str) -> ClusterNode:
+    """The master that owns `key`'s slot now."""
+    client: Any = cluster.client()
+    try:
+        port = int(client.get_node_from_key(key).port)
+    finally:
+        client.close()
+    return next(node for node in cluster.nodes if node.port == port)
+
+
+def break_replication(master: ClusterNode, replica: ClusterNode) -> None:
+    """Cut `replica` off its master for good (a wrong masterauth, its link dropped): the
+    master goes on acknowledging writes that no replica receives."""
+    replica_client: Any = replica.client()
+    master_client: Any = master.client()
+    try:
+        replica_client.config_set("masterauth", "not-the-password")
+        master_client.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        deadline = time.monotonic() + 10
+        while int(master_client.info("replication")["connected_slaves"]) > 0:
+            assert time.monotonic() < deadline, "the replica stayed connected"
+            time.sleep(0.05)
+    finally:
+        replica_client.close()
+        master_client.close()
+
+
+def replica_of(cluster: ClusterDeployment, master: ClusterNode) -> ClusterNode:
+    for node in cluster.nodes:
+        client: Any = node.client(decode_responses=True)
+        try:
+            info = client.info("replication")
+        finally:
+            client.close()
+        if info.get("role") == "slave" and int(info.get("master_port", 0)) == master.port:
+            return node
+    raise AssertionError(f"no replica of {master.name}")
+
+
+def restore_replication(cluster: ClusterDeployment, replica: ClusterNode) -> None:
+    """Undo `break_replication`: the replica gets the password back, reconnects and syncs."""
+    client: Any = replica.client()
+    try:
+        client.config_set("masterauth", cluster.password)
+    finally:
+        client.close()
+    cluster.wait_until_ok()

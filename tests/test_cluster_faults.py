@@ -37,7 +37,14 @@ from cartlib.store.keys import ClusterKeys
 from cartlib.store.orders import PaymentResult
 from cartlib.store.stores import Stores
 from cartlib.web.models import ItemIn
-from tests._cluster import ClusterDeployment, ClusterNode, running_cluster
+from tests._cluster import (
+    ClusterDeployment,
+    ClusterNode,
+    break_replication,
+    node_of,
+    replica_of,
+    running_cluster,
+)
 from tests._redis import LOOPBACK
 from tests.cartlib.conftest import make_settings
 from tests.cartlib.store.test_interleavings import FAR_FUTURE_MS
@@ -54,16 +61,6 @@ CHECKOUT_RETRIES = 100  # a client retrying its key, 0.1 s apart: bounded
 def cluster(request: pytest.FixtureRequest) -> Iterator[ClusterDeployment]:
     with running_cluster(request.param) as deployment:
         yield deployment
-
-
-def node_of(cluster: ClusterDeployment, key: str) -> ClusterNode:
-    """The master that owns `key`'s slot now."""
-    client: Any = cluster.client()
-    try:
-        port = int(client.get_node_from_key(key).port)
-    finally:
-        client.close()
-    return next(node for node in cluster.nodes if node.port == port)
 
 
 def node_id(node: ClusterNode) -> str:
@@ -433,35 +430,6 @@ async def test_killing_a_sessions_master_during_traffic_loses_no_acknowledged_or
 
 
 # --- step A confirmed on a replica before the stock slot is touched --------------------------
-
-
-def break_replication(master: ClusterNode, replica: ClusterNode) -> None:
-    """Cut `replica` off its master for good (a wrong masterauth, its link dropped): the
-    master goes on acknowledging writes that no replica receives."""
-    replica_client: Any = replica.client()
-    master_client: Any = master.client()
-    try:
-        replica_client.config_set("masterauth", "not-the-password")
-        master_client.execute_command("CLIENT", "KILL", "TYPE", "replica")
-        deadline = time.monotonic() + 10
-        while int(master_client.info("replication")["connected_slaves"]) > 0:
-            assert time.monotonic() < deadline, "the replica stayed connected"
-            time.sleep(0.05)
-    finally:
-        replica_client.close()
-        master_client.close()
-
-
-def replica_of(cluster: ClusterDeployment, master: ClusterNode) -> ClusterNode:
-    for node in cluster.nodes:
-        client: Any = node.client(decode_responses=True)
-        try:
-            info = client.info("replication")
-        finally:
-            client.close()
-        if info.get("role") == "slave" and int(info.get("master_port", 0)) == master.port:
-            return node
-    raise AssertionError(f"no replica of {master.name}")
 
 
 class Charges:

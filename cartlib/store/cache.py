@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from cartlib.store import metrics
 from cartlib.store.keys import Keys
 from cartlib.store.redis import call
-from cartlib.store.scripts import LuaScript
+from cartlib.store.scripts.release_lock import ReleaseLock
 
 Loader = Callable[[], Awaitable[bytes]]
 
@@ -49,7 +49,7 @@ class Cache:
         self._lock_ms = int(lock_seconds * 1000)
         self._poll_seconds = poll_seconds
         self._in_flight: dict[str, asyncio.Future[bytes]] = {}
-        self._release = LuaScript(redis, "release_lock")
+        self._release = ReleaseLock(redis)
         self._hits = metrics.CACHE_REQUESTS.labels(namespace, "hit")
         self._misses = metrics.CACHE_REQUESTS.labels(namespace, "miss")
 
@@ -89,7 +89,7 @@ class Cache:
             return value
         finally:
             if locked:
-                await self._release([lock], [token])
+                await self._release(lock=lock, token=token)
 
     async def _wait_for(self, entry: str) -> bytes | None:
         deadline = asyncio.get_running_loop().time() + self._lock_ms / 1000

@@ -10,8 +10,8 @@ Python passes the bytes through.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -22,11 +22,23 @@ from cartlib.store.errors import (
     InsufficientStock,
     ItemNotFound,
     QuantityLimitExceeded,
-    StoreError,
     TooManyLines,
 )
 from cartlib.store.keys import Keys
-from cartlib.store.scripts import LuaScript, ScriptArg
+from cartlib.store.scripts.add_item import AddItem
+from cartlib.store.scripts.cart_write import (
+    CartWrite,
+    Changed,
+    OverLineCount,
+    OverQuantityCap,
+    OverStock,
+    StockHashes,
+    StockHint,
+    StockSource,
+    UnknownItem,
+)
+from cartlib.store.scripts.get_cart import GetCart
+from cartlib.store.scripts.set_item import SetItem
 
 # A snapshot younger than this is not read again for an unknown item: it already is fresh,
 # and a client adding unknown ids must not make every add read the whole catalog.
@@ -72,59 +84,85 @@ class CartStore:
         self.max_quantity = max_quantity
         self.max_lines = max_lines
         self._availability = availability
-        prelude = (
-            ("stock_prelude", "cart_stock_prelude")
-            if availability is None
-            else ("cart_hint_prelude")
-        )
-        self._get = LuaScript(redis, "get_cart")
-        self._add = LuaScript(redis, "add_item", prelude=prelude)
-        self._set = LuaScript(redis, "set_item", prelude=prelude)
+        self._stock_hashes = StockHashes(keys.stock, keys.reserved)
+        self._get = GetCart(redis)
+        self._add = AddItem(redis)
+        self._set = SetItem(redis)
 
     async def get(self, session_id: str) -> bytes:
         """The cart's lines; an unknown or expired cart is empty."""
-        lines: bytes = await self._get([self._keys.cart(session_id)])
-        return lines
+        return await self._get(cart=self._keys.cart(session_id))
 
     async def add(self, session_id: str, item_id: str, quantity: int = 1) -> LineChange:
         """Add `quantity` units of an item, and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=1)
-        reply = await self._write(
-            self._add, session_id, item_id, [quantity, self.max_quantity, self.max_lines]
-        )
-        change = self._change_or_raise(reply, item_id)
+        cart, stock = self._keys.cart(session_id), await self._stock(item_id)
+        result = await self._add_units(cart, stock, item_id, quantity)
+        if isinstance(result, UnknownItem) and (fresher := await self._fresher(item_id, stock)):
+            result = await self._add_units(cart, fresher, item_id, quantity)
+        change = self._change_or_raise(result, item_id)
         metrics.CART_ITEMS_ADDED.inc(quantity)
         return change
 
     async def set(self, session_id: str, item_id: str, quantity: int) -> LineChange:
         """Set a line's quantity (0 removes it), and renew the cart's TTL."""
         self._check_quantity(quantity, minimum=0)
-        reply = await self._write(self._set, session_id, item_id, [quantity, self.max_lines])
-        return self._change_or_raise(reply, item_id)
+        cart, stock = self._keys.cart(session_id), await self._stock(item_id)
+        result = await self._set_line(cart, stock, item_id, quantity)
+        if isinstance(result, UnknownItem) and (fresher := await self._fresher(item_id, stock)):
+            result = await self._set_line(cart, fresher, item_id, quantity)
+        return self._change_or_raise(result, item_id)
 
     async def remove(self, session_id: str, item_id: str) -> LineChange:
         """Remove a line; removing a line that is not there is not an error."""
         return await self.set(session_id, item_id, 0)
 
-    async def _write(
-        self, script: LuaScript, session_id: str, item_id: str, args: list[ScriptArg]
-    ) -> list[Any]:
-        """Run a cart write: one script call. In cluster mode with the stock figure of the
-        snapshot; an item the snapshot does not know may have been added since it was read,
-        so that reply (which changed nothing) makes one fresh read and one more try."""
-        cart = self._keys.cart(session_id)
+    def _add_units(
+        self, cart: str, stock: StockSource, item_id: str, quantity: int
+    ) -> Awaitable[CartWrite]:
+        return self._add(
+            cart=cart,
+            stock=stock,
+            item_id=item_id,
+            units=quantity,
+            max_quantity=self.max_quantity,
+            max_lines=self.max_lines,
+            ttl_ms=self._ttl_ms,
+        )
+
+    def _set_line(
+        self, cart: str, stock: StockSource, item_id: str, quantity: int
+    ) -> Awaitable[CartWrite]:
+        return self._set(
+            cart=cart,
+            stock=stock,
+            item_id=item_id,
+            quantity=quantity,
+            max_lines=self.max_lines,
+            ttl_ms=self._ttl_ms,
+        )
+
+    async def _stock(self, item_id: str) -> StockSource:
+        """Where a cart write reads the line's stock: the stock hashes, exactly; in cluster
+        mode the figure of the in-process snapshot (the stock is in another slot)."""
         if self._availability is None:
-            keys = [cart, self._keys.stock, self._keys.reserved]
-            reply: list[Any] = await script(keys, [item_id, *args, self._ttl_ms])
-            return reply
+            return self._stock_hashes
+        return StockHint(await self._availability.units(item_id))
+
+    async def _fresher(self, item_id: str, tried: StockSource) -> StockHint | None:
+        """After an item the snapshot did not know (the write changed nothing): it may have
+        been added since the snapshot was read, so one fresh read, and a figure to try once
+        more if it knows the item now. None: nothing to try again."""
+        if (
+            self._availability is None
+            or not isinstance(tried, StockHint)
+            or tried.units is not None
+            or self._availability.age() <= _FRESH_SECONDS
+        ):
+            return None
+        await self._availability.refresh()
         units = await self._availability.units(item_id)
-        reply = await script([cart], [item_id, *args, self._ttl_ms, -1 if units is None else units])
-        if reply[0] == b"unknown_item" and self._availability.age() > _FRESH_SECONDS:
-            await self._availability.refresh()
-            units = await self._availability.units(item_id)
-            if units is not None:
-                reply = await script([cart], [item_id, *args, self._ttl_ms, units])
-        return reply
+        return None if units is None else StockHint(units)
 
     def _check_quantity(self, quantity: int, *, minimum: int) -> None:
         if not minimum <= quantity <= self.max_quantity:
@@ -132,23 +170,19 @@ class CartStore:
                 f"quantity must be an integer from {minimum} to {self.max_quantity}"
             )
 
-    def _change_or_raise(self, reply: list[Any], item_id: str) -> LineChange:
-        # {'ok', quantity, line count} (integer replies) or {error, detail} (bytes).
-        status = reply[0]
-        if status == b"ok":
-            return LineChange(item_id, reply[1], reply[2])
-        raise self._error(status, reply[1], item_id)
+    def _change_or_raise(self, result: CartWrite, item_id: str) -> LineChange:
+        if isinstance(result, Changed):
+            return LineChange(item_id, result.quantity, result.line_count)
+        raise self._error(result, item_id)
 
-    def _error(self, status: bytes, detail: bytes, item_id: str) -> CartError:
-        if status == b"unknown_item":
-            return ItemNotFound(f"Item {item_id!r} not found")
-        if status == b"quantity_cap":
+    def _error(self, result: CartWrite, item_id: str) -> CartError:
+        if isinstance(result, OverQuantityCap):
             return QuantityLimitExceeded(
                 f"A cart line holds at most {self.max_quantity} units; "
-                f"{int(detail)} of {item_id!r} already in the cart"
+                f"{result.in_cart} of {item_id!r} already in the cart"
             )
-        if status == b"out_of_stock":
-            return InsufficientStock(f"Only {int(detail)} of {item_id!r} in stock")
-        if status == b"too_many_lines":
+        if isinstance(result, OverStock):
+            return InsufficientStock(f"Only {result.available} of {item_id!r} in stock")
+        if isinstance(result, OverLineCount):
             return TooManyLines(f"A cart holds at most {self.max_lines} different items")
-        return StoreError(f"unexpected reply from a cart script: {status!r}")
+        return ItemNotFound(f"Item {item_id!r} not found")

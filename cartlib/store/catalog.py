@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-import orjson
 from redis.asyncio import Redis
 
 from cartlib.store.availability import Availability
@@ -22,7 +21,9 @@ from cartlib.store.cache import Cache
 from cartlib.store.errors import ItemNotFound
 from cartlib.store.keys import Keys
 from cartlib.store.redis import call
-from cartlib.store.scripts import LuaScript
+from cartlib.store.scripts.get_item import GetItem
+from cartlib.store.scripts.list_items import ListItems
+from cartlib.store.scripts.put_item import PutItem
 
 _LISTING = "all"
 
@@ -68,9 +69,9 @@ class Catalog:
         self._keys = keys
         self._cache = cache
         self._listing_ttl = listing_ttl_seconds
-        self._put = LuaScript(redis, "put_item")
-        self._get = LuaScript(redis, "get_item", prelude=("stock_prelude", "catalog_items"))
-        self._list = LuaScript(redis, "list_items", prelude="catalog_items")
+        self._put = PutItem(redis)
+        self._get = GetItem(redis)
+        self._list = ListItems(redis)
 
     async def list_json(self) -> bytes:
         """`{"items": [...]}`, sorted by id; up to `listing_ttl_seconds` stale."""
@@ -79,7 +80,9 @@ class Catalog:
     async def get_json(self, item_id: str) -> bytes:
         """One item with its exact stock (available: on hand minus reserved)."""
         keys = self._keys
-        item: bytes | None = await self._get([keys.catalog, keys.stock, keys.reserved], [item_id])
+        item = await self._get(
+            catalog=keys.catalog, stock=keys.stock, reserved=keys.reserved, item_id=item_id
+        )
         if item is None:
             raise ItemNotFound(f"Item {item_id!r} not found")
         return item
@@ -110,14 +113,17 @@ class Catalog:
         return lines == 0
 
     async def _write(self, item_id: str, item: ItemSpec, *, keep_existing: bool) -> int:
-        info = orjson.dumps({"name": item.name, "price_cents": item.price_cents})
-        written: int = await self._put(
-            [self._keys.catalog, self._keys.stock],
-            [item_id, info, item.stock, "1" if keep_existing else "0"],
+        written = await self._put(
+            catalog=self._keys.catalog,
+            stock=self._keys.stock,
+            item_id=item_id,
+            name=item.name,
+            price_cents=item.price_cents,
+            on_hand=item.stock,
+            keep_existing=keep_existing,
         )
-        return written
+        return int(written)
 
     async def _load_listing(self) -> bytes:
         keys = self._keys
-        listing: bytes = await self._list([keys.catalog, keys.stock, keys.reserved])
-        return listing
+        return await self._list(catalog=keys.catalog, stock=keys.stock, reserved=keys.reserved)

@@ -18,7 +18,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import AskError, NoScriptError, TryAgainError
 
 from cartlib.store.redis import REDIS_ERRORS, call
-from cartlib.store.scripts import Prelude, ScriptArg, source
+from cartlib.store.scripts import LuaScript, Prelude, ScriptArg, source
 
 
 class ReplicatedWrites:
@@ -83,6 +83,29 @@ class ReplicatedScript:
         pipe.evalsha(self._script.sha, len(keys), *keys, *args)
         (reply,), acknowledged = await self._writes.execute(pipe)
         return reply, acknowledged
+
+
+class ConfirmedScript:
+    """A script of a step that must reach a replica before it is acknowledged: run with
+    `WAIT` when `writes` wants replicas (`ReplicatedScript`), else plainly (`LuaScript`)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        name: str,
+        *,
+        prelude: Prelude = None,
+        writes: ReplicatedWrites | None = None,
+    ) -> None:
+        self._plain = LuaScript(redis, name, prelude=prelude)
+        self._replicated = writes.script(name, prelude=prelude) if writes else None
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> tuple[Any, bool]:
+        """The script's reply, and whether enough replicas acknowledged its writes."""
+        if self._replicated is None:
+            return await self._plain(keys, args), True
+        reply, acknowledged = await self._replicated(keys, args)
+        return reply, acknowledged >= self._replicated.replicas
 
 
 NodeClient = Callable[[str, int], Redis]

@@ -1,4 +1,9 @@
-"""The Lua scripts (the `.lua` files in this folder) and the loader that calls them by SHA."""
+"""The Lua scripts (the `.lua` files in this folder) and the loader that calls them by SHA.
+
+Each script `<name>.lua` is called only through its typed wrapper `<name>.py` beside it,
+which names its KEYS and ARGV and turns its reply into frozen dataclasses (`shared.py` holds
+what several wrappers share). `*_prelude.lua` files are fragments prepended at load time.
+"""
 
 from __future__ import annotations
 

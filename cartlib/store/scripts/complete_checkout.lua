@@ -1,6 +1,7 @@
--- Last step of a paid checkout: take the units from what is on hand, mark the order paid,
--- publish it, remember the response. If an admin set what is on hand below what this
--- order holds while it was being paid, the order is not paid: it is cancelled as
+-- Last step of a paid standalone checkout: sell the reserved units (they leave what is on
+-- hand; `sell` as saga_commit), append the sale to the orders stream, mark the order paid and
+-- remember the response (`mark_paid` as saga_finish). If an admin set what is on hand below
+-- what this order holds while it was being paid, nothing is sold: the order is cancelled as
 -- cancel_checkout does (status 'out_of_stock', kept for reconciling the payment), and the
 -- out-of-stock response is remembered instead. Units are never sold that are not on hand.
 -- KEYS[1] order hash, KEYS[2] pending checkouts zset, KEYS[3] orders stream,
@@ -14,40 +15,22 @@
 -- with its connection, e.g. across a failover), {'out_of_stock', JSON [{"id", "quantity"}]
 -- of units not restored to the cart, the response as remembered (ARGV[7], with those units
 -- as not_restored)}, or {'not_pending'} if the order was cancelled.
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'paid' then
+if redis.call('HGET', KEYS[1], 'status') == 'paid' then
   return {'paid'}
 end
-if status ~= 'pending' then
+local lines = pending_lines(KEYS[1])
+if not lines then
   return {'not_pending'}
 end
-local order = redis.call('HMGET', KEYS[1], 'session_id', 'items', 'total_cents', 'reserved')
-local lines = cjson.decode(order[2])
-if order[4] == '1' then
-  for _, line in ipairs(lines) do
-    if tonumber(redis.call('HGET', KEYS[4], line.id) or '0') < line.quantity then
-      release(KEYS[1], KEYS[4], KEYS[5], lines)
-      local left_out = restore(KEYS[6], lines, tonumber(ARGV[10]), tonumber(ARGV[11]), ARGV[9])
-      local response = with_left_out(ARGV[7], left_out)
-      redis.call('HSET', KEYS[1], 'status', 'out_of_stock')
-      redis.call('EXPIRE', KEYS[1], ARGV[8])
-      redis.call('ZREM', KEYS[2], ARGV[1])
-      if KEYS[7] then
-        redis.call('SET', KEYS[7], record(KEYS[1], response), 'EX', ARGV[4])
-      end
-      return {'out_of_stock', left_out, response}
-    end
-  end
-  release(KEYS[1], KEYS[4], KEYS[5], lines)
-  for _, line in ipairs(lines) do
-    redis.call('HINCRBY', KEYS[4], line.id, -line.quantity)
-  end
+local order = {order = KEYS[1], pending = KEYS[2], cart = KEYS[6], idempotency = KEYS[7]}
+if not sell(KEYS[4], KEYS[5], lines) then
+  local reply = cancel(order, {order_id = ARGV[1], status = 'out_of_stock',
+    response = ARGV[7], response_ttl = ARGV[4], keep_seconds = ARGV[8],
+    cart_ttl_ms = ARGV[9], max_quantity = ARGV[10], max_lines = ARGV[11]}, lines)
+  reply[1] = 'out_of_stock'
+  return reply
 end
-redis.call('HSET', KEYS[1], 'status', 'paid', 'paid_at', ARGV[2])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'order_id', ARGV[1],
-  'session_id', order[1], 'items', order[2], 'total_cents', order[3], 'request_id', ARGV[6])
-redis.call('ZREM', KEYS[2], ARGV[1])
-if KEYS[7] then
-  redis.call('SET', KEYS[7], record(KEYS[1], ARGV[3]), 'EX', ARGV[4])
-end
+local held = redis.call('HMGET', KEYS[1], 'session_id', 'items', 'total_cents')
+append_sale(KEYS[3], ARGV[5], ARGV[1], held[1], held[2], held[3], ARGV[6])
+mark_paid(order, ARGV[1], ARGV[2], ARGV[3], ARGV[4], {})
 return {'paid'}

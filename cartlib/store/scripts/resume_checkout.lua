@@ -3,6 +3,9 @@
 -- finish an order replace the record in the same script, so the two always agree).
 -- KEYS[1] idempotency record, KEYS[2] order hash
 -- ARGV[1] the record's value as read, '<fingerprint>|pending:<order id>'
+-- ARGV[2] '1': write the record again (the same value) if the order is still pending, so
+-- that a WAIT pipelined after this confirms everything the master held before it, the
+-- order's first step included (cluster: it must be on a replica before its stock is touched)
 -- Returns one of
 --   {'pending', JSON [{"id", "quantity", "price_cents"}], total cents}   still to be paid
 --   {'replay', record}   the checkout has finished since: its record, with the response
@@ -19,5 +22,8 @@ end
 local order = redis.call('HMGET', KEYS[2], 'status', 'items', 'total_cents')
 if order[1] ~= 'pending' then
   return {'gone', order[1] or 'missing'}
+end
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], record, 'KEEPTTL')
 end
 return {'pending', order[2], order[3]}

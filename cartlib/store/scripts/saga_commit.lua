@@ -1,7 +1,8 @@
 -- Cluster checkout, step C (stock slot), after an approved payment: the reserved units leave
 -- what is on hand and the sale is appended to the orders stream, in one script, so the
--- stream is the ledger of units sold. Idempotent by order id. If an admin set what is on
--- hand below this reservation meanwhile, nothing is sold: the reservation is released.
+-- stream is the ledger of units sold (`sell` and `append_sale`, as complete_checkout).
+-- Idempotent by order id. If an admin set what is on hand below this reservation meanwhile,
+-- nothing is sold: the reservation is released.
 -- KEYS[1] the order's reservation hash, KEYS[2] stock hash (on hand), KEYS[3] reserved
 -- stock hash, KEYS[4] orders stream
 -- ARGV[1] order id, ARGV[2] now (ms), ARGV[3] approximate stream length cap, ARGV[4] request
@@ -18,28 +19,12 @@ end
 if held[1] ~= 'reserved' then
   return {'released'}
 end
-local lines = cjson.decode(held[2])
-local function unreserve()
-  for _, line in ipairs(lines) do
-    if redis.call('HINCRBY', KEYS[3], line.id, -line.quantity) <= 0 then
-      redis.call('HDEL', KEYS[3], line.id)
-    end
-  end
+if not sell(KEYS[2], KEYS[3], cjson.decode(held[2])) then
+  redis.call('HSET', KEYS[1], 'status', 'released', 'ended_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  return {'out_of_stock'}
 end
-for _, line in ipairs(lines) do
-  if tonumber(redis.call('HGET', KEYS[2], line.id) or '0') < line.quantity then
-    unreserve()
-    redis.call('HSET', KEYS[1], 'status', 'released', 'ended_at', ARGV[2])
-    redis.call('EXPIRE', KEYS[1], ARGV[5])
-    return {'out_of_stock'}
-  end
-end
-unreserve()
-for _, line in ipairs(lines) do
-  redis.call('HINCRBY', KEYS[2], line.id, -line.quantity)
-end
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'order_id', ARGV[1],
-  'session_id', held[4], 'items', held[2], 'total_cents', held[3], 'request_id', ARGV[4])
+append_sale(KEYS[4], ARGV[3], ARGV[1], held[4], held[2], held[3], ARGV[4])
 redis.call('HSET', KEYS[1], 'status', 'committed', 'ended_at', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {'committed', held[2], held[3]}

@@ -1,6 +1,7 @@
--- Cluster checkout, compensation of step B (stock slot): give back what an order reserved.
--- Idempotent by order id. An order with no reservation yet gets a tombstone, so that a step B
--- still on its way (a process cut off between A and B, resumed later) reserves nothing.
+-- Cluster checkout, compensation of step B (stock slot): give back what an order reserved
+-- (`unreserve`, as cancel_checkout). Idempotent by order id. An order with no reservation
+-- yet gets a tombstone, so that a step B still on its way (a process cut off between A and B,
+-- resumed later) reserves nothing.
 -- KEYS[1] the order's reservation hash, KEYS[2] reserved stock hash
 -- ARGV[1] now (ms), ARGV[2] how long to keep the finished reservation or tombstone (s)
 -- Returns {'released'} (also when it was, or never existed) or {'committed', items, total}:
@@ -10,11 +11,7 @@ if held[1] == 'committed' then
   return {'committed', held[2], held[3]}
 end
 if held[1] == 'reserved' then
-  for _, line in ipairs(cjson.decode(held[2])) do
-    if redis.call('HINCRBY', KEYS[2], line.id, -line.quantity) <= 0 then
-      redis.call('HDEL', KEYS[2], line.id)
-    end
-  end
+  unreserve(KEYS[2], cjson.decode(held[2]))
 end
 if held[1] ~= 'released' then
   redis.call('HSET', KEYS[1], 'status', 'released', 'ended_at', ARGV[1])

@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 
 from cartlib.store.errors import (
     CheckoutExpired,
-    CheckoutInProgress,
     EmptyCart,
     OrderNotFound,
     StoreUnavailable,
@@ -145,14 +144,6 @@ async def test_a_repeated_idempotency_key_replays_the_first_response(
     assert await raw_redis.xlen(Keys().orders_stream) == (1 if token == "tok_visa" else 0)
     ttl = await raw_redis.ttl(Keys().idempotency(SESSION, "key-1"))
     assert 24 * 3600 - 60 < ttl <= 24 * 3600
-
-
-async def test_a_record_of_the_version_before_fingerprints_still_replays(
-    stores: Stores, raw_redis: Redis
-) -> None:
-    remembered = CheckoutResponse(402, b'{"detail":"Payment declined"}')
-    await raw_redis.set(Keys().idempotency(SESSION, "old"), remembered.remembered())
-    assert await checkout(stores, token="tok_visa", key="old") == remembered
 
 
 async def test_idempotency_keys_are_scoped_per_session(
@@ -508,19 +499,6 @@ async def test_two_attempts_with_one_key_make_one_order_and_one_charge(
     assert await raw_redis.zcard(Keys().pending_checkouts) == 0
 
 
-async def test_a_pending_record_of_the_previous_version_is_still_in_progress(
-    stores: Stores, stock_item: StockItem, raw_redis: Redis
-) -> None:
-    """Before resumable checkouts the record said 'pending' without its order (for at most
-    the 60 s checkout timeout): a retry then still gets 409 "in progress"."""
-    await stock_item("mug", stock=5)
-    await stores.carts.add(SESSION, "mug", 1)
-    await raw_redis.set(Keys().idempotency(SESSION, "k"), "pending", px=60_000)
-    with pytest.raises(CheckoutInProgress):
-        await checkout(stores, key="k")
-    assert await stock_of(raw_redis, "mug") == 5
-
-
 def cartlib_calls() -> dict[str, float]:
     """Redis calls made through cartlib so far, by command (`script:<name>` for a script)."""
     return {
@@ -554,35 +532,10 @@ async def test_a_record_naming_an_order_that_is_gone_is_not_a_new_checkout(
     a record still naming an order that is no longer pending never starts a checkout."""
     await stock_item("mug", stock=5)
     await stores.carts.add(SESSION, "mug", 1)
-    await raw_redis.set(Keys().idempotency(SESSION, "k"), "pending:" + "0" * 32)
+    record = f"{fingerprint('tok_visa')}|pending:{'0' * 32}"
+    await raw_redis.set(Keys().idempotency(SESSION, "k"), record)
     payments = RecordingProcessor()
     with pytest.raises(CheckoutExpired):
         await checkout(stores, key="k", processor=payments)
     assert payments.references == []
     assert await stock_of(raw_redis, "mug") == 5
-
-
-@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
-async def test_a_pending_order_of_the_version_before_the_reserved_count_ends_right(
-    stores: Stores, stock_item: StockItem, raw_redis: Redis, token: str
-) -> None:
-    """Before `sf:stock:reserved`, a reservation took its units from the stock hash and the
-    order had no `reserved` field. Such an order, left pending across the upgrade and
-    finished by its retry, is paid without taking its units again, or cancelled by giving
-    them back to the stock hash, never to (or from) the reserved count."""
-    await stock_item("mug", stock=5)
-    await stores.carts.add(SESSION, "mug", 2)
-    payments = DiesAfterTheCharge()
-    with pytest.raises(RuntimeError):
-        await checkout(stores, token=token, key="k", processor=payments)
-    [order_id] = payments.references
-    # What the version before would have stored for this pending order.
-    await raw_redis.hdel(Keys().order(order_id), "reserved")
-    await raw_redis.hdel(Keys().reserved, "mug")
-    await raw_redis.hset(Keys().stock, "mug", 3)
-
-    response = await checkout(stores, token=token, key="k", processor=payments)
-
-    assert response.status_code == (200 if token == "tok_visa" else 402)
-    assert await stock_of(raw_redis, "mug") == (3 if token == "tok_visa" else 5)
-    assert await reserved_of(raw_redis, "mug") == 0

@@ -40,7 +40,7 @@ from cartlib.store import (
     Unauthorized,
 )
 from cartlib.store import errors as store_errors
-from cartlib.store.orders import _EXPIRED, _OUT_OF_STOCK
+from cartlib.store.checkout_flow import EXPIRED, OUT_OF_STOCK
 from cartlib.web import PayloadTooLarge, UnsupportedMediaType, status_of
 from cartlib.web.errors import add_error_handlers
 from checkout.payments import TestProcessor
@@ -93,8 +93,8 @@ async def test_checkout_answers_remembered_by_the_store_have_the_web_statuses(
 ) -> None:
     """A checkout's answer is remembered in Redis with its status, for replays: the same
     status as the web layer gives the error it reports."""
-    assert _EXPIRED.status_code == status_of(CheckoutExpired)
-    assert _OUT_OF_STOCK.status_code == status_of(InsufficientStock)
+    assert EXPIRED.status_code == status_of(CheckoutExpired)
+    assert OUT_OF_STOCK.status_code == status_of(InsufficientStock)
     await stock_item("mug", stock=1)
 
     await stores.carts.add("session-0001", "mug", 1)
