@@ -490,7 +490,7 @@ def test_generated_secret_is_random_long_and_kept_by_lookup(render: Render) -> N
         decoded = base64.b64decode(data[0][key]).decode()
         assert len(decoded) >= 32 and decoded.isalnum()
         assert data[0][key] != data[1][key]
-    helpers = (CHART_DIR / "templates" / "_helpers.tpl").read_text()
+    helpers = (CHART_DIR / "templates" / "_secrets.tpl").read_text()
     assert 'lookup "v1" "Secret" (include "storefront.namespace" .context)' in helpers
     secret_template = (CHART_DIR / "templates" / "secret.yaml").read_text()
     assert secret_template.count('include "storefront.secretValue"') == 4
