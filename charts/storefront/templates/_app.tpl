@@ -1,7 +1,7 @@
 {{- /*
-Helpers of the services (inventory and checkout), for the templates in app/. The ones that
-take a component take (dict "context" $ "component" "inventory"); the component's values
-are .Values.<component>.
+Helpers of the services (inventory and checkout), for the templates in app/. configEnv and
+podAnnotations take (dict "context" $ "component" "inventory") and read
+.Values.<component>; the others take the root context: both services get the same.
 */ -}}
 
 {{/* The ConfigMap's data of a service (and so what checksum/config hashes): HOST, PORT, WEB_CONCURRENCY, config.* as CONFIG_NAME, and storefront.app.redisConfigEnv. */}}
