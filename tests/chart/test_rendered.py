@@ -490,7 +490,7 @@ def test_generated_secret_is_random_long_and_kept_by_lookup(render: Render) -> N
         decoded = base64.b64decode(data[0][key]).decode()
         assert len(decoded) >= 32 and decoded.isalnum()
         assert data[0][key] != data[1][key]
-    helpers = (CHART_DIR / "templates" / "_helpers.tpl").read_text()
+    helpers = (CHART_DIR / "templates" / "_secrets.tpl").read_text()
     assert 'lookup "v1" "Secret" (include "storefront.namespace" .context)' in helpers
     secret_template = (CHART_DIR / "templates" / "secret.yaml").read_text()
     assert secret_template.count('include "storefront.secretValue"') == 4
@@ -604,6 +604,14 @@ def test_checksums_roll_pods_when_their_config_changes(render: Render) -> None:
         changed = checksums(log_level, component)
         assert changed["checksum/config"] != checksums(base, component)["checksum/config"]
         assert changed["checksum/secret"] == checksums(base, component)["checksum/secret"]
+    # A service's own setting rolls that service only.
+    concurrency = render([], {"inventory.webConcurrency": "2"})
+    assert checksums(concurrency, "inventory") != checksums(base, "inventory")
+    assert checksums(concurrency, "checkout") == checksums(base, "checkout")
+    # What the pods do not read leaves them be: the ConfigMap's annotations.
+    annotated = render([], {"commonAnnotations.team": "shop"})
+    for component in SERVICES:
+        assert checksums(annotated, component) == checksums(base, component)
     maxmemory = render([], {"redis.maxmemory": "200mb"})
     assert (
         checksums(maxmemory, "redis")["checksum/config"]

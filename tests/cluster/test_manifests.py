@@ -110,9 +110,7 @@ def test_monitoring_objects_are_accepted(monitoring_crds: list[str]) -> None:  #
             "--set",
             "metrics.prometheusRule.enabled=true",
             "--show-only",
-            "templates/inventory/servicemonitor.yaml",
-            "--show-only",
-            "templates/checkout/servicemonitor.yaml",
+            "templates/app/servicemonitor.yaml",
             "--show-only",
             "templates/metrics/prometheusrule.yaml",
         ).stdout
