@@ -192,6 +192,13 @@ def test_skaffold_run_deploys_locally_built_images(workspace: Path) -> None:
         check=True,
     ).stdout.strip()
     assert built == f"sha256:{tag}"
+    # No registry serves the chart's default Redis image here: the profile's deploy hook loads
+    # the local one and the release runs it (without it Redis stayed in ImagePullBackOff).
+    [redis] = kubectl_json(
+        "get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=redis"
+    )["items"]
+    assert pod_ready(redis), redis["status"]
+    assert redis["spec"]["containers"][0]["image"] == "storefront-cluster/redis:7"
 
 
 def test_skaffold_dev_redeploys_a_source_change(workspace: Path) -> None:
