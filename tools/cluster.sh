@@ -499,12 +499,16 @@ start_control_plane() {
 # kube-router's ClusterRole from its own manifest (daemonset/generic-kuberouter.yaml in its
 # module: read what it watches, its leases, services/status), bound to its certificate's user.
 kube_router_rbac() {
-    local module
+    local module role
     module="$(cd "$REPO_ROOT/tools/kube-router" &&
         "$(command -v go || echo /usr/local/go/bin/go)" list -m -f '{{.Dir}}' github.com/cloudnativelabs/kube-router/v2)"
+    # The ClusterRole document (its stray metadata.namespace dropped: the kind is cluster-wide).
+    role="$(awk '/^kind: ClusterRole$/ { on = 1 } on && /^---/ { exit } on && !/^  namespace:/' \
+        "$module/daemonset/generic-kuberouter.yaml")"
+    [[ $role == *"name: kube-router"* && $role == *networkpolicies* ]] ||
+        die "no kube-router ClusterRole in $module/daemonset/generic-kuberouter.yaml"
     {
-        awk '/^kind: ClusterRole$/ { on = 1 } on && /^---/ { exit } on && !/^  namespace:/' \
-            "$module/daemonset/generic-kuberouter.yaml"
+        printf '%s\n' "$role"
         cat <<EOF
 ---
 apiVersion: rbac.authorization.k8s.io/v1
@@ -707,7 +711,9 @@ main() {
         # A skaffold deploy hook (profile local-cluster, which points the chart at this image):
         # no registry serves the chart's default Redis image to this cluster.
         BIN="$(cat "$RUN_DIR/bin" 2>/dev/null)" || die "the cluster is not up (make cluster)"
-        load_images "$(redis_image)"
+        local redis
+        redis="$(redis_image)"
+        load_images "$redis"
         ;;
     load)
         shift

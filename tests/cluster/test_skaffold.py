@@ -126,6 +126,10 @@ def skaffold_args(copy: Path, command: str) -> list[str]:
         # No artifact cache: a hit skips the build and so the hook that loads the image into
         # a cluster that may be new.
         "--cache-artifacts=false",
+        # Without the cache skaffold prunes: it force-removes every other local image of the
+        # same repository (storefront-inventory:dev and every other tag on this shared Docker
+        # engine). remove_built_images removes what this test built, and only that.
+        "--no-prune=true",
     ]
 
 
