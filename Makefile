@@ -128,11 +128,10 @@ cluster: cluster-tools  ## Start the local single-node Kubernetes (docs/local-cl
 cluster-down:  ## Stop everything `make cluster` started
 	tools/cluster.sh down
 
-test-cluster: $(STAMP) cluster-tools redis-images images  ## The chart and the manifests on the local cluster (started and stopped by the tests)
-	$(BIN)/pytest tests/cluster --ignore=tests/cluster/test_skaffold.py
+test-cluster: $(STAMP) cluster-tools redis-images images  ## The chart, the manifests and skaffold on the local cluster (started and stopped by the tests)
+	$(BIN)/pytest tests/cluster
 
-# Not in CI for now: passed twice, then failed twice in a row (skaffold dev never reported a deploy).
-test-skaffold: $(STAMP) cluster-tools redis-images images  ## skaffold run and skaffold dev on the local cluster
+test-skaffold: $(STAMP) cluster-tools redis-images images  ## Only skaffold run and skaffold dev on the local cluster (test-cluster runs them too)
 	$(BIN)/pytest tests/cluster/test_skaffold.py
 
 # Seeds past those `make test` runs (1 to 400), so a soak explores new schedules.

@@ -13,6 +13,8 @@
 #                              skaffold's build hook (profile local-cluster): load $SKAFFOLD_IMAGE
 #   tools/cluster.sh redis-image
 #                              build storefront-cluster/redis:7 (storefront-redis:7 with a shell)
+#   tools/cluster.sh load-redis-image
+#                              build it and load it into the cluster (skaffold's deploy hook)
 #   tools/cluster.sh env       the KUBECONFIG line to eval
 #
 # Everything lives under $STOREFRONT_CLUSTER_DIR (default /var/lib/storefront-cluster) and
@@ -196,8 +198,8 @@ make_pki() {
     cert controller-manager "/CN=system:kube-controller-manager"
     cert scheduler "/CN=system:kube-scheduler"
     cert kube-proxy "/CN=system:kube-proxy"
-    # kube-router watches pods, namespaces and NetworkPolicies cluster-wide: a system component.
-    cert kube-router "/O=system:masters/CN=kube-router"
+    # kube-router: its own user, given only upstream's ClusterRole (kube_router_rbac).
+    cert kube-router "/CN=kube-router"
     cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME"
     cert kubelet-serving "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
     kubeconfig admin admin
@@ -357,7 +359,8 @@ build_system_images() {
 }
 
 # load_images IMAGE[=REF]...: docker save | ctr import, skipped when containerd already has
-# the same image id under that name.
+# the same content under that name: the config digest of the image REF names there equals the
+# Docker image id (the digest of the same config), so the layers are the same too.
 load_images() {
     local spec image ref id
     for spec in "$@"; do
@@ -365,11 +368,11 @@ load_images() {
         ref="${spec#*=}"
         id="$(docker image inspect --format '{{.Id}}' "$image")" || die "no image $image in Docker"
         ref="$(normalize_ref "$ref")"
-        if [[ "$(ctr_k8s images ls -q "name==$ref" 2>/dev/null)" == "$ref" ]] &&
-            ctr_k8s images ls "name==$ref" | grep -q "${id#sha256:}"; then
+        if [[ "$(containerd_config_digest "$ref")" == "$id" ]]; then
+            log "$ref is already in the cluster ($id)"
             continue
         fi
-        log "loading $image into the cluster as $ref"
+        log "loading $image into the cluster as $ref ($id)"
         docker save "$image" | ctr_k8s images import --no-unpack=false - >/dev/null ||
             die "ctr images import of $image failed"
         local saved
@@ -379,6 +382,20 @@ load_images() {
             ctr_k8s images tag "$saved" "$ref" >/dev/null
         fi
     done
+}
+
+# containerd_config_digest REF: the digest of the config of the image REF names in the
+# cluster's containerd (its manifest's config; the first manifest of an index), or nothing.
+containerd_config_digest() {
+    local target manifest
+    target="$(ctr_k8s images ls "name==$1" 2>/dev/null | awk -v ref="$1" '$1 == ref { print $3 }')"
+    [[ $target == sha256:* ]] || return 0
+    manifest="$(ctr_k8s content get "$target" 2>/dev/null)" || return 0
+    if [[ $manifest == *'"manifests"'* ]]; then
+        target="$(grep -o '"digest" *: *"sha256:[0-9a-f]*"' <<<"$manifest" | head -n1 | grep -o 'sha256:[0-9a-f]*')"
+        manifest="$(ctr_k8s content get "$target" 2>/dev/null)" || return 0
+    fi
+    tr -d ' \n' <<<"$manifest" | grep -o '"config":{[^}]*}' | grep -o 'sha256:[0-9a-f]\{64\}' | head -n1
 }
 
 # docker.io/library/NAME:TAG, the way the kubelet names an image without a registry.
@@ -479,6 +496,37 @@ start_control_plane() {
         --bind-address 127.0.0.1 --secure-port 20259 --leader-elect=false --profiling=false
 }
 
+# kube-router's ClusterRole from its own manifest (daemonset/generic-kuberouter.yaml in its
+# module: read what it watches, its leases, services/status), bound to its certificate's user.
+kube_router_rbac() {
+    local module role
+    module="$(cd "$REPO_ROOT/tools/kube-router" &&
+        "$(command -v go || echo /usr/local/go/bin/go)" list -m -f '{{.Dir}}' github.com/cloudnativelabs/kube-router/v2)"
+    # The ClusterRole document (its stray metadata.namespace dropped: the kind is cluster-wide).
+    role="$(awk '/^kind: ClusterRole$/ { on = 1 } on && /^---/ { exit } on && !/^  namespace:/' \
+        "$module/daemonset/generic-kuberouter.yaml")"
+    [[ $role == *"name: kube-router"* && $role == *networkpolicies* ]] ||
+        die "no kube-router ClusterRole in $module/daemonset/generic-kuberouter.yaml"
+    {
+        printf '%s\n' "$role"
+        cat <<EOF
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: kube-router
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: kube-router
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: kube-router
+EOF
+    } | kubectl apply --server-side --force-conflicts -f - >/dev/null
+}
+
 start_node() {
     start kubelet "$BIN/hyperkube" kubelet --config "$DATA_DIR/kubelet.yaml" \
         --kubeconfig "$DATA_DIR/kubelet.kubeconfig" --root-dir "$DATA_DIR/kubelet" \
@@ -488,6 +536,7 @@ start_node() {
     # NetworkPolicy enforcement only, once the node is registered (it looks itself up): pods
     # get their network from the bridge plugin, Services from kube-proxy. No health or
     # metrics port (they would listen on every interface).
+    kube_router_rbac
     start kube-router "$BIN/kube-router" --kubeconfig "$DATA_DIR/kube-router.kubeconfig" \
         --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
         --hostname-override "$NODE_NAME" --service-cluster-ip-range "$SERVICE_CIDR" \
@@ -658,13 +707,21 @@ main() {
         mkdir -p "$DATA_DIR"
         redis_image
         ;;
+    load-redis-image)
+        # A skaffold deploy hook (profile local-cluster, which points the chart at this image):
+        # no registry serves the chart's default Redis image to this cluster.
+        BIN="$(cat "$RUN_DIR/bin" 2>/dev/null)" || die "the cluster is not up (make cluster)"
+        local redis
+        redis="$(redis_image)"
+        load_images "$redis"
+        ;;
     load)
         shift
         BIN="$(cat "$RUN_DIR/bin" 2>/dev/null)" || die "the cluster is not up"
         load_images "$@"
         ;;
     *)
-        printf 'usage: %s up|down|status|env|load IMAGE[=REF]...\n' "$0" >&2
+        printf 'usage: %s up|down|status|env|load IMAGE[=REF]...|load-skaffold-image|redis-image|load-redis-image\n' "$0" >&2
         exit 2
         ;;
     esac

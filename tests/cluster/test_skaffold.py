@@ -126,6 +126,10 @@ def skaffold_args(copy: Path, command: str) -> list[str]:
         # No artifact cache: a hit skips the build and so the hook that loads the image into
         # a cluster that may be new.
         "--cache-artifacts=false",
+        # Without the cache skaffold prunes: it force-removes every other local image of the
+        # same repository (storefront-inventory:dev and every other tag on this shared Docker
+        # engine). remove_built_images removes what this test built, and only that.
+        "--no-prune=true",
     ]
 
 
@@ -192,6 +196,13 @@ def test_skaffold_run_deploys_locally_built_images(workspace: Path) -> None:
         check=True,
     ).stdout.strip()
     assert built == f"sha256:{tag}"
+    # No registry serves the chart's default Redis image here: the profile's deploy hook loads
+    # the local one and the release runs it (without it Redis stayed in ImagePullBackOff).
+    [redis] = kubectl_json(
+        "get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/component=redis"
+    )["items"]
+    assert pod_ready(redis), redis["status"]
+    assert redis["spec"]["containers"][0]["image"] == "storefront-cluster/redis:7"
 
 
 def test_skaffold_dev_redeploys_a_source_change(workspace: Path) -> None:

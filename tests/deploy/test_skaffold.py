@@ -65,9 +65,15 @@ def test_profiles_point_at_what_exists() -> None:
     assert set(profiles) == {"manifests", "network-policies", "local-cluster"}
     for path in profiles["manifests"]["manifests"]["kustomize"]["paths"]:
         assert (ROOT / path / "kustomization.yaml").is_file()
-    for patch in profiles["local-cluster"]["patches"]:
-        for hook in patch["value"].get("after", []):
-            assert (ROOT / hook["command"][0]).is_file()
+    hooks = [
+        hook.get("host", hook)
+        for patch in profiles["local-cluster"]["patches"]
+        if patch["path"].endswith("/hooks")
+        for hook in [*patch["value"].get("before", []), *patch["value"].get("after", [])]
+    ]
+    assert len(hooks) == 3  # a build hook per image, a deploy hook for Redis
+    for hook in hooks:
+        assert (ROOT / hook["command"][0]).is_file()
     values = yaml.safe_load((ROOT / "charts/storefront/values.yaml").read_text())
     assert "enabled" in values["networkPolicy"]
 
