@@ -271,6 +271,11 @@ class Transport(Protocol):
 
     async def stale(self, deadline_ms: int) -> list[StaleOrder]: ...
 
+    async def release_orphans(self, deadline_ms: int) -> int:
+        """Give back units still reserved since before `deadline_ms` for orders pending
+        nowhere; how many reservations."""
+        ...
+
     async def forget(self, stale: StaleOrder) -> None: ...
 
     async def confirm(self, idempotency: str, record: KeyRecord) -> bool: ...
@@ -518,6 +523,7 @@ class CheckoutFlow:
                 await self.transport.forget(stale)
                 continue
             ended += await self._reap(stale.ref)
+        await self.transport.release_orphans(deadline)
         return ended
 
     async def _reap(self, ref: OrderRef) -> int:
