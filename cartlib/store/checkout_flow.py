@@ -514,7 +514,8 @@ class CheckoutFlow:
         cancelled and its cart restored, its key answering 409 `CheckoutExpired`. Whether a
         cut-off payment went through cannot be known here, so each cancelled order is logged
         (a warning naming the payment reference) and counted in
-        `cartlib_checkouts_expired_total`.
+        `cartlib_checkouts_expired_total`. Then the units still reserved past the timeout for
+        orders pending nowhere are given back (cluster: a release lost in a failover).
         """
         deadline = (now if now is not None else now_ms()) - self._timeout_ms
         ended = 0

@@ -24,7 +24,9 @@ Four round trips for a paid checkout (two per slot, because each slot's change m
 the payment or precede it), three for a shortage. The reaper visits every bucket's index: a
 pending order older than the checkout timeout is released on the stock slot, which answers
 whether it was sold (step C ran: the order is finished as paid) or not (it is cancelled and
-its cart restored).
+its cart restored). Then it sweeps the stock slot's index of reservations held: one whose
+order is pending nowhere (a compensation, which is not WAITed for, lost in a failover of the
+stock master after the session side's cancel was applied) is released.
 """
 
 from __future__ import annotations
