@@ -31,6 +31,7 @@ from cartlib.store.errors import (
 from cartlib.store.keys import SESSION_BUCKETS, ClusterKeys
 from cartlib.store.orders import PaymentResult
 from cartlib.store.redis import create_redis
+from cartlib.store.scripts.shared import Released
 from cartlib.store.stores import Stores
 from cartlib.web.models import ItemIn
 from tests._cluster import (
@@ -444,6 +445,53 @@ async def test_a_declined_checkout_gives_everything_back(
     assert orjson.loads(await stores.carts.get("s")) == [{"id": "mug", "quantity": 2}]
     assert await stock_state(client, keys, "mug") == (5, 0)
     assert await client.get(keys.declines("s")) == b"1"
+
+
+async def test_the_reaper_gives_back_what_a_lost_release_left_held_and_nothing_else(
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
+) -> None:
+    """A declined checkout whose `saga_release` was lost (what the promoted replica holds
+    after a failover of the stock master: tests/test_cluster_faults.py makes it with a real
+    one) next to a checkout still paying and a paid one: the reaper's sweep of the stock
+    slot gives back the units of the order pending nowhere, and only those."""
+    stores = stores_for(cluster_settings(cluster), client)
+    keys = keys_of(stores)
+    transport: Any = stores.orders.flow.transport
+    await put(stores, "mug", 10)
+    await stores.carts.add("paid", "mug", 1)
+    paid = await stores.orders.checkout("paid", payment_token="tok_visa", processor=Approve())
+    assert paid.status_code == 200
+
+    release = transport.release_script
+
+    async def lost(**_: Any) -> Released:
+        return Released()
+
+    transport.release_script = lost
+    await stores.carts.add("declined", "mug", 2)
+    declined = await stores.orders.checkout(
+        "declined", payment_token="tok_declined", processor=Approve(), idempotency_key="k"
+    )
+    assert declined.status_code == 402
+    transport.release_script = release
+
+    await stores.carts.add("paying", "mug", 3)
+    payments = Approve()
+    die_before(stores, "charge", payments)
+    with pytest.raises(Died):
+        await stores.orders.checkout("paying", payment_token="tok_visa", processor=payments)
+    assert await stock_state(client, keys, "mug") == (9, 5)
+
+    # The sweep alone: the order still paying keeps its units, the paid one was not held.
+    assert await transport.release_orphans(FAR_FUTURE_MS) == 1
+    assert await stock_state(client, keys, "mug") == (9, 3)
+    assert await transport.release_orphans(FAR_FUTURE_MS) == 0
+    # The reaper: the one still paying is ended by its session slot's pass.
+    assert await stores.orders.release_expired(now_ms=FAR_FUTURE_MS) == 1
+    assert await stock_state(client, keys, "mug") == (9, 0)
+    assert await client.zcard(keys.reservations) == 0
+    assert orjson.loads(await stores.carts.get("declined")) == [{"id": "mug", "quantity": 2}]
+    assert orjson.loads(await stores.carts.get("paying")) == [{"id": "mug", "quantity": 3}]
 
 
 # --- crash injection between the saga's steps ------------------------------------------------

@@ -509,3 +509,83 @@ async def test_a_checkout_whose_first_step_no_replica_holds_is_neither_charged_n
             await fresh.aclose()
     finally:
         await stores.aclose()
+
+
+class DeclinedOnceCutOff:
+    """Declines the card, after the `{stock}` master's replica got step B (the reservation)
+    and was then cut off: the compensation that follows (`saga_release`) reaches no replica."""
+
+    def __init__(self, master: ClusterNode, replica: ClusterNode, probe_key: str) -> None:
+        self._master, self._replica, self._probe_key = master, replica, probe_key
+
+    def _cut_off_after_b(self) -> None:
+        probe: Any = self._master.client()
+        try:
+            # A write of this connection and WAIT for it: the replica has everything before it.
+            probe.set(self._probe_key, "1")
+            assert probe.wait(1, 5000) == 1, "the replica did not get step B"
+        finally:
+            probe.close()
+        break_replication(self._master, self._replica)
+
+    async def charge(self, *, amount_cents: int, token: str, reference: str) -> Any:
+        await asyncio.to_thread(self._cut_off_after_b)
+        return PaymentResult(approved=False, reason="card declined")
+
+
+async def test_a_declined_checkout_whose_release_no_replica_holds_loses_no_unit(
+    cluster: ClusterDeployment,
+) -> None:
+    """The `{stock}` master's replica holds step B (2 units reserved) but not the release of
+    the declined checkout that follows; the session side's cancel is applied (402, the cart
+    back); then the stock master dies and that replica takes over. Before the fix the
+    promoted replica kept the 2 units `reserved` under an order pending nowhere: no reaper
+    pass could give them back (lost for ever). Now the reaper also sweeps the stock slot's
+    index of reservations for ones past the timeout whose order is not pending, and
+    releases them."""
+    prefix = f"r{secrets.token_hex(3)}:"
+    keys = ClusterKeys(prefix)
+    stock_master = node_of(cluster, keys.stock)
+    stock_replica = replica_of(cluster, stock_master)
+    master = next(node for node in cluster.masters() if node.port != stock_master.port)
+    session = sessions_on(cluster, keys, master, 1, "declined")[0]
+    settings = direct_settings(cluster, prefix, redis_wait_timeout_ms=300)
+    stores = Stores.from_settings(settings)
+    try:
+        await stores.catalog.put("mug", ItemIn(name="mug", price_cents=100, stock=10))
+        await stores.carts.add(session, "mug", 2)
+        processor = DeclinedOnceCutOff(stock_master, stock_replica, f"{prefix}{{stock}}:probe")
+        declined = await stores.orders.checkout(
+            session, payment_token="tok_visa", processor=processor, idempotency_key="k"
+        )
+        assert declined.status_code == 402, declined.body
+        await asyncio.to_thread(stock_master.kill)
+        replica_client: Any = stock_replica.client()
+        try:
+            replica_client.config_set("masterauth", cluster.password)
+        finally:
+            replica_client.close()
+        await asyncio.to_thread(cluster.wait_until_ok, masters=3, replicated=False)
+        await asyncio.to_thread(stock_master.start)  # back as the promoted one's replica
+        await asyncio.to_thread(cluster.wait_until_ok, masters=3)
+        fresh = Stores.from_settings(settings)  # a new process: topology read afresh
+        try:
+            client = fresh.redis
+            # The promoted replica holds the reservation the release had ended.
+            assert int(await client.hget(keys.reserved, "mug") or 0) == 2
+            for _ in range(50):
+                try:
+                    await fresh.orders.release_expired(now_ms=FAR_FUTURE_MS)
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.1)
+            on_hand = int(await client.hget(keys.stock, "mug") or 0)
+            reserved = int(await client.hget(keys.reserved, "mug") or 0)
+            sold: list[Any] = await client.xrange(keys.orders_stream)  # type: ignore[assignment]
+            assert (on_hand, reserved, len(sold)) == (10, 0, 0), "units lost or invented"
+            cart = orjson.loads(await fresh.carts.get(session))
+            assert cart == [{"id": "mug", "quantity": 2}]  # restored by the cancel
+        finally:
+            await fresh.aclose()
+    finally:
+        await stores.aclose()

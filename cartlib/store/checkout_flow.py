@@ -271,6 +271,11 @@ class Transport(Protocol):
 
     async def stale(self, deadline_ms: int) -> list[StaleOrder]: ...
 
+    async def release_orphans(self, deadline_ms: int) -> int:
+        """Give back units still reserved since before `deadline_ms` for orders pending
+        nowhere; how many reservations."""
+        ...
+
     async def forget(self, stale: StaleOrder) -> None: ...
 
     async def confirm(self, idempotency: str, record: KeyRecord) -> bool: ...
@@ -509,7 +514,8 @@ class CheckoutFlow:
         cancelled and its cart restored, its key answering 409 `CheckoutExpired`. Whether a
         cut-off payment went through cannot be known here, so each cancelled order is logged
         (a warning naming the payment reference) and counted in
-        `cartlib_checkouts_expired_total`.
+        `cartlib_checkouts_expired_total`. Then the units still reserved past the timeout for
+        orders pending nowhere are given back (cluster: a release lost in a failover).
         """
         deadline = (now if now is not None else now_ms()) - self._timeout_ms
         ended = 0
@@ -518,6 +524,7 @@ class CheckoutFlow:
                 await self.transport.forget(stale)
                 continue
             ended += await self._reap(stale.ref)
+        await self.transport.release_orphans(deadline)
         return ended
 
     async def _reap(self, ref: OrderRef) -> int:

@@ -87,9 +87,10 @@ class ClusterKeys(Keys):
       bucket's index of pending checkouts. Every cart operation is one script on one slot,
       and so is every session-side step of a checkout, the index entry included.
     * The stock slot, hash tag `{stock}`: catalog, units on hand, units reserved, each
-      order's reservation record and the orders stream. A checkout reserves all its lines
-      at once, all or nothing, only if they share a slot; and the stream, the ledger of
-      sales, is appended in the same script that takes the units off hand.
+      order's reservation record, the index of reservations held, and the orders stream.
+      A checkout reserves all its lines at once, all or nothing, only if they share a slot;
+      and the stream, the ledger of sales, is appended in the same script that takes the
+      units off hand.
 
     Standalone and Sentinel keep `Keys`: a running shop's stock, catalog and pending orders
     keep their names across the upgrade, and one server has one slot anyway.
@@ -144,3 +145,10 @@ class ClusterKeys(Keys):
         with prices, total, session id. Kept after it ends so that every step on it is
         idempotent by order id."""
         return f"{self.prefix}{{stock}}:reservation:{order_id}"
+
+    @property
+    def reservations(self) -> str:
+        """Sorted set of the reservations still `reserved` (order id, by time reserved): the
+        reaper finds there the ones whose order is no longer pending (a release lost in a
+        failover of the stock slot's master)."""
+        return f"{self.prefix}{{stock}}:reservations"

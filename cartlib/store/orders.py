@@ -335,6 +335,11 @@ class StandaloneCheckout(IndexedTransport, Transport):
     async def stale(self, deadline_ms: int) -> list[StaleOrder]:
         return await self.stale_in(self._keys.pending_checkouts, deadline_ms, self._keys.order)
 
+    async def release_orphans(self, deadline_ms: int) -> int:
+        """None: `cancel_checkout` releases and cancels in one script, so a failover loses
+        both or neither (a replica holds a prefix of its master's writes)."""
+        return 0
+
     async def aclose(self) -> None:
         """Nothing to close besides the shared client."""
 

@@ -24,7 +24,9 @@ Four round trips for a paid checkout (two per slot, because each slot's change m
 the payment or precede it), three for a shortage. The reaper visits every bucket's index: a
 pending order older than the checkout timeout is released on the stock slot, which answers
 whether it was sold (step C ran: the order is finished as paid) or not (it is cancelled and
-its cart restored).
+its cart restored). Then it sweeps the stock slot's index of reservations held: one whose
+order is pending nowhere (a compensation, which is not WAITed for, lost in a failover of the
+stock master after the session side's cancel was applied) is released.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ class SagaCheckout(IndexedTransport, Transport):
             stock=keys.stock,
             reserved=keys.reserved,
             catalog=keys.catalog,
+            reservations=keys.reservations,
+            order_id=order.order_id,
             session_id=request.session_id,
             lines=order.lines,
             now_ms=now_ms(),
@@ -147,6 +151,7 @@ class SagaCheckout(IndexedTransport, Transport):
             stock=keys.stock,
             reserved=keys.reserved,
             stream=keys.orders_stream,
+            reservations=keys.reservations,
             order_id=ref.order_id,
             now_ms=now_ms(),
             stream_maxlen=self._policy.stream_maxlen,
@@ -190,6 +195,8 @@ class SagaCheckout(IndexedTransport, Transport):
         return await self.release_script(
             reservation_key=self._keys.reservation(order_id),
             reserved=self._keys.reserved,
+            reservations=self._keys.reservations,
+            order_id=order_id,
             now_ms=now_ms(),
             keep_seconds=self._reservation_ttl,
         )
@@ -226,6 +233,52 @@ class SagaCheckout(IndexedTransport, Transport):
             for bucket, order_ids in enumerate(indexes)
             for raw in order_ids
         ]
+
+    async def release_orphans(self, deadline_ms: int) -> int:
+        """Release the reservations held since before `deadline_ms` whose order is pending
+        nowhere; returns how many held units.
+
+        A compensation is not WAITed for: a `saga_release` lost in a failover of the stock
+        slot's master, after `saga_cancel` ended the order in its session's slot, leaves the
+        units `reserved` on the promoted replica with no pending order for the reaper to find.
+        The stock slot's index of held reservations finds them. A pending order is the flow's
+        (or the reaper's, past the timeout) to end; a paid one cannot be held (C is WAITed
+        for before D).
+        """
+        keys = self._keys
+        order_ids: list[bytes] = await call(
+            "ZRANGEBYSCORE",
+            self._redis.zrangebyscore(
+                keys.reservations, "-inf", deadline_ms, start=0, num=REAP_BATCH
+            ),
+        )
+        released = 0
+        for raw in order_ids:
+            order_id = raw.decode()
+            status, session_id = await call(
+                "HMGET", self._redis.hmget(keys.reservation(order_id), ["status", "session_id"])
+            )
+            held = status == b"reserved" and session_id is not None
+            if held:
+                order = keys.session_order(session_id.decode(), order_id)
+                order_status = await call("HGET", self._redis.hget(order, "status"))
+                if order_status == b"pending":
+                    continue
+                if order_status == b"paid":
+                    logger.error(
+                        "a paid order's units are still reserved (its sale was lost)",
+                        extra={"order_id": order_id},
+                    )
+                    continue
+            # Not held any more (an entry left by an older version): release only drops it.
+            if isinstance(await self.release(order_id), Released) and held:
+                logger.warning(
+                    "released units held for an order pending nowhere (a release lost in a "
+                    "failover of the stock slot's master)",
+                    extra={"order_id": order_id},
+                )
+                released += 1
+        return released
 
     async def aclose(self) -> None:
         if self._cluster_writes is not None:

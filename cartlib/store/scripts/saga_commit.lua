@@ -4,7 +4,7 @@
 -- Idempotent by order id. If an admin set what is on hand below this reservation meanwhile,
 -- nothing is sold: the reservation is released.
 -- KEYS[1] the order's reservation hash, KEYS[2] stock hash (on hand), KEYS[3] reserved
--- stock hash, KEYS[4] orders stream
+-- stock hash, KEYS[4] orders stream, KEYS[5] index of the reservations held
 -- ARGV[1] order id, ARGV[2] now (ms), ARGV[3] approximate stream length cap, ARGV[4] request
 -- id, ARGV[5] how long to keep the finished reservation (s)
 -- Returns {'committed', items, total} (also when it already was: then it writes the time,
@@ -19,6 +19,7 @@ end
 if held[1] ~= 'reserved' then
   return {'released'}
 end
+redis.call('ZREM', KEYS[5], ARGV[1])
 if not sell(KEYS[2], KEYS[3], cjson.decode(held[2])) then
   redis.call('HSET', KEYS[1], 'status', 'released', 'ended_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[5])

@@ -34,6 +34,7 @@ class SagaCommit:
         stock: str,
         reserved: str,
         stream: str,
+        reservations: str,
         order_id: str,
         now_ms: int,
         stream_maxlen: int,
@@ -41,7 +42,7 @@ class SagaCommit:
         keep_seconds: int,
     ) -> Replicated[CommitResult]:
         reply, confirmed = await self._script(
-            [reservation_key, stock, reserved, stream],
+            [reservation_key, stock, reserved, stream, reservations],
             [order_id, now_ms, stream_maxlen, request_id, keep_seconds],
         )
         result: CommitResult

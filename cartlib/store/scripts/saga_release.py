@@ -16,10 +16,19 @@ class SagaRelease:
         self._script = LuaScript(redis, NAME, prelude=("stock_prelude", "reservation_prelude"))
 
     async def __call__(
-        self, *, reservation_key: str, reserved: str, now_ms: int, keep_seconds: int
+        self,
+        *,
+        reservation_key: str,
+        reserved: str,
+        reservations: str,
+        order_id: str,
+        now_ms: int,
+        keep_seconds: int,
     ) -> Released | Committed:
         """`Committed`: the order was sold (step C ran) and must be finished, not cancelled."""
-        reply = await self._script([reservation_key, reserved], [now_ms, keep_seconds])
+        reply = await self._script(
+            [reservation_key, reserved, reservations], [now_ms, keep_seconds, order_id]
+        )
         if reply[0] == b"released":
             return Released()
         if reply[0] == b"committed":

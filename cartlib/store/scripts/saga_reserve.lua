@@ -4,9 +4,9 @@
 -- nothing again; a reservation the reaper released (or tombstoned before it existed) is
 -- never made again.
 -- KEYS[1] the order's reservation hash, KEYS[2] stock hash (on hand), KEYS[3] reserved
--- stock hash, KEYS[4] catalog hash
+-- stock hash, KEYS[4] catalog hash, KEYS[5] index of the reservations held
 -- ARGV[1] session id, ARGV[2] the order's lines, JSON [{"id", "quantity"}] sorted by id,
--- ARGV[3] now (ms), ARGV[4] how long a tombstone is kept (s)
+-- ARGV[3] now (ms), ARGV[4] how long a tombstone is kept (s), ARGV[5] the order id
 -- Returns one of
 --   {'reserved', JSON [{"id", "quantity", "price_cents"}], total cents}  (also when it was)
 --   {'committed', same}   step C already ran: the units have left what is on hand
@@ -31,4 +31,5 @@ if not items then
 end
 redis.call('HSET', KEYS[1], 'status', 'reserved', 'session_id', ARGV[1], 'items', items,
   'total_cents', total_or_short, 'reserved_at', ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[5])
 return {'reserved', items, total_or_short}

@@ -44,6 +44,8 @@ class SagaReserve:
         stock: str,
         reserved: str,
         catalog: str,
+        reservations: str,
+        order_id: str,
         session_id: str,
         lines: tuple[Line, ...],
         now_ms: int,
@@ -51,8 +53,8 @@ class SagaReserve:
     ) -> ReserveResult:
         wanted = orjson.dumps([{"id": line.id, "quantity": line.quantity} for line in lines])
         reply = await self._script(
-            [reservation_key, stock, reserved, catalog],
-            [session_id, wanted, now_ms, tombstone_ttl_seconds],
+            [reservation_key, stock, reserved, catalog, reservations],
+            [session_id, wanted, now_ms, tombstone_ttl_seconds, order_id],
         )
         status = reply[0]
         if status == b"reserved":

@@ -518,6 +518,8 @@ async def reserve(raw_redis: Redis, ckeys: ClusterKeys, order_id: str, *lines: L
         stock=ckeys.stock,
         reserved=ckeys.reserved,
         catalog=ckeys.catalog,
+        reservations=ckeys.reservations,
+        order_id=order_id,
         session_id=SESSION,
         lines=lines,
         now_ms=1_000,
@@ -531,6 +533,7 @@ async def commit(raw_redis: Redis, ckeys: ClusterKeys, order_id: str) -> object:
         stock=ckeys.stock,
         reserved=ckeys.reserved,
         stream=ckeys.orders_stream,
+        reservations=ckeys.reservations,
         order_id=order_id,
         now_ms=2_000,
         stream_maxlen=100,
@@ -545,6 +548,8 @@ async def release(raw_redis: Redis, ckeys: ClusterKeys, order_id: str) -> object
     return await SagaRelease(raw_redis)(
         reservation_key=ckeys.reservation(order_id),
         reserved=ckeys.reserved,
+        reservations=ckeys.reservations,
+        order_id=order_id,
         now_ms=3_000,
         keep_seconds=60,
     )
@@ -563,8 +568,11 @@ async def test_saga_reserve_commit_and_release_give_every_result(
     assert await reserve(raw_redis, ckeys, "o1", Line("mug", 2)) == SagaReserved(held)
     assert await reserve(raw_redis, ckeys, "o1", Line("mug", 2)) == SagaReserved(held)  # again
     assert await raw_redis.hget(ckeys.reserved, "mug") == b"2"
+    # Indexed while held (a tombstone is not), by the time reserved.
+    assert await raw_redis.zrange(ckeys.reservations, 0, -1, withscores=True) == [(b"o1", 1000)]
 
     assert await commit(raw_redis, ckeys, "o1") == Committed(held)
+    assert await raw_redis.zcard(ckeys.reservations) == 0
     assert await commit(raw_redis, ckeys, "o1") == Committed(held)  # idempotent
     assert await reserve(raw_redis, ckeys, "o1", Line("mug", 2)) == Committed(held)
     assert await release(raw_redis, ckeys, "o1") == Committed(held)
@@ -578,10 +586,13 @@ async def test_saga_reserve_commit_and_release_give_every_result(
     await raw_redis.hset(ckeys.stock, "mug", 0)  # an admin set below the reservation
     assert await commit(raw_redis, ckeys, "o2") == OutOfStock()
     assert await raw_redis.hget(ckeys.reserved, "mug") is None
+    assert await raw_redis.zcard(ckeys.reservations) == 0
 
     await raw_redis.hset(ckeys.stock, "mug", 5)
     assert isinstance(await reserve(raw_redis, ckeys, "o3", Line("mug", 1)), SagaReserved)
+    assert await raw_redis.zcard(ckeys.reservations) == 1
     assert await release(raw_redis, ckeys, "o3") == Released()
+    assert await raw_redis.zcard(ckeys.reservations) == 0
     assert await release(raw_redis, ckeys, "o3") == Released()
     assert await raw_redis.hget(ckeys.reserved, "mug") is None
 
