@@ -461,9 +461,11 @@ async def test_a_checkout_whose_first_step_no_replica_holds_is_neither_charged_n
     try:
         await stores.catalog.put("mug", ItemIn(name="mug", price_cents=100, stock=10))
         await stores.carts.add(session, "mug", 2)
-        # The cart is on the replica before it is cut off.
+        # The cart is on the replica before it is cut off: a write of this connection in the
+        # session's slot and WAIT for it (WAIT counts only the connection's own writes).
         probe: Any = master.client()
         try:
+            probe.set(f"{prefix}{keys.session_tag(session)}:probe", "1")
             assert probe.wait(1, 5000) == 1
         finally:
             probe.close()
