@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import json
 import typing
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cartlib.web.errors import UnsupportedMediaType, status_of
 
@@ -163,9 +163,65 @@ class _Handler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        overrides: dict[Any, Any] = scope["app"].dependency_overrides
-        response: Response = await _call(self.plan, request, {}, overrides)
+        app = scope["app"]
+        try:
+            response: Response = await _call(self.plan, request, {}, app.dependency_overrides)
+        except Exception as exc:
+            # Answered here, by the app's exception handlers, as Starlette's exception
+            # middlewares would: `ServedFirst` serves this route without them.
+            response, unexpected = await _error_response(app.exception_handlers, request, exc)
+            await response(scope, receive, send)
+            if unexpected:
+                raise  # as ServerErrorMiddleware does: the server logs it, test clients raise it
+            return
         await response(scope, receive, send)
+
+
+class ServedFirst:
+    """The ASGI app on top of FastAPI's: a request that one of `routes` (the `Endpoints`'
+    routes, which lead the app's table) matches is served by it straight away; any other goes
+    down `fallback`, FastAPI's middleware stack and router, which try the whole table.
+
+    The layers skipped (exception middlewares, FastAPI's exit stack, the router) cost a call,
+    a closure or an object each per request; an `Endpoints` handler answers its own errors.
+    """
+
+    def __init__(self, routes: Sequence[Route], fallback: ASGIApp) -> None:
+        self.routes = tuple(routes)
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:  # PARTIAL (another method): the router decides
+                    scope.update(child_scope)
+                    await route.app(scope, receive, send)
+                    return
+        await self.fallback(scope, receive, send)
+
+
+async def _error_response(
+    handlers: Mapping[Any, Callable[..., Any]], request: Request, exc: Exception
+) -> tuple[Response, bool]:
+    """The answer of the handler registered for `exc` (an `HTTPException` by its status
+    first, then by the nearest class), and whether it is the unexpected-error one (500)."""
+    handler = None
+    if isinstance(exc, HTTPException):
+        handler = handlers.get(exc.status_code)
+    unexpected = False
+    if handler is None:
+        cls = next((cls for cls in type(exc).__mro__ if cls in handlers), None)
+        if cls is None or cls is Exception:
+            handler, unexpected = handlers.get(Exception) or handlers.get(500), True
+        else:
+            handler = handlers[cls]
+    if handler is None:
+        raise exc
+    response = handler(request, exc)
+    if inspect.isawaitable(response):
+        response = await response
+    return typing.cast(Response, response), unexpected
 
 
 async def _call(
