@@ -137,6 +137,8 @@ class _Plan:
     headers: tuple[_Param, ...]
     body_name: str | None
     body: TypeAdapter[Any] | None
+    # Takes nothing but the request (if that): called as it is, without a `_call` of its own.
+    leaf: bool = False
 
 
 class _Handler:
@@ -192,7 +194,10 @@ class ServedFirst:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            method = scope["method"]
             for route in self.routes:
+                if route.methods is not None and method not in route.methods:
+                    continue  # never a FULL match: no regex run for it
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:  # PARTIAL (another method): the router decides
                     scope.update(child_scope)
@@ -227,16 +232,17 @@ async def _error_response(
 async def _call(
     plan: _Plan, request: Request, cache: dict[Any, Any], overrides: dict[Any, Any]
 ) -> Any:
-    kwargs: dict[str, Any] = {}
-    for name in plan.request_names:
-        kwargs[name] = request
+    kwargs: dict[str, Any] = dict.fromkeys(plan.request_names, request)
     for dependency in plan.dependencies:
         call = overrides.get(dependency.call, dependency.call) if overrides else dependency.call
         if dependency.use_cache and call in cache:
             value = cache[call]
         else:
             sub = _PLANS.get(call) or _plan(call, allow_body=False)
-            value = await _call(sub, request, cache, overrides)
+            if sub.leaf:
+                value = await call(**dict.fromkeys(sub.request_names, request))
+            else:
+                value = await _call(sub, request, cache, overrides)
             cache[call] = value
         if dependency.name is not None:
             kwargs[dependency.name] = value
@@ -333,15 +339,17 @@ def _plan(call: Callable[..., Any], *, allow_body: bool) -> _Plan:
             body_name, body = name, TypeAdapter(annotation)
         else:
             raise TypeError(f"{_name(call)}: parameter {name!r} is not supported here")
+    is_async = _is_async(call)
     plan = _Plan(
         call,
-        _is_async(call),
+        is_async,
         tuple(request_names),
         tuple(dependencies),
         tuple(path),
         tuple(headers),
         body_name,
         body,
+        leaf=is_async and not (dependencies or path or headers or body is not None),
     )
     _PLANS[call] = plan
     return plan
@@ -412,7 +420,8 @@ async def _json_body(request: Request) -> Any:
         media_type = content_type.partition(";")[0].strip().lower()
         if not (media_type == "application/json" or media_type.endswith("+json")):
             raise HTTPException(status_of(UnsupportedMediaType), UnsupportedMediaType.detail)
-        return json.loads(raw, object_pairs_hook=_unique_keys)
+        # What json.loads(raw, object_pairs_hook=...) does, without a new decoder per call.
+        return _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except json.JSONDecodeError as exc:
         raise _json_invalid(("body", exc.pos), exc.msg, exc.doc) from exc
     except DuplicateKey as exc:
@@ -464,3 +473,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise DuplicateKey(f"Duplicate key {key!r}")
             seen.add(key)
     return mapping
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
