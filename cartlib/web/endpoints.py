@@ -14,6 +14,10 @@ a JSON body with a key twice is a 422 (`DuplicateKey`), a body whose Content-Typ
 a 415, and dependencies (the credentials) run before the body is read, so a caller who may
 not use the route gets 401 or 403 whatever it sends. Every dependency is looked up in
 `app.dependency_overrides` on every request, however the route joined the app.
+
+`create_app` serves the routes that lead its table from the top of the stack (`ServedFirst`);
+a handler answers its own errors with `app.exception_handlers`, so it answers alike there and
+behind FastAPI's exception middlewares.
 """
 
 from __future__ import annotations
