@@ -19,13 +19,14 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from cartlib.settings import Settings, get_settings
 from cartlib.store import Stores, StoreUnavailable
 from cartlib.store import metrics as store_metrics
 from cartlib.web import metrics
-from cartlib.web.endpoints import Endpoints
+from cartlib.web.endpoints import Endpoints, ServedFirst
 from cartlib.web.errors import add_error_handlers, error_responses
 from cartlib.web.middleware import ServiceMiddleware
 
@@ -113,7 +114,8 @@ def create_app(
                 await stores.aclose()
             metrics.forget_this_process()
 
-    app = FastAPI(
+    app = _Service(
+        max_body_bytes=settings.max_body_bytes,
         title=title,
         version=app_version,
         lifespan=lifespan,
@@ -122,7 +124,6 @@ def create_app(
         # an add-to-cart request, measured with py-spy.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
-    app.add_middleware(ServiceMiddleware, max_bytes=settings.max_body_bytes)
     add_error_handlers(app)
     # Routes are tried one by one, each miss costing a regex match: the services' routers
     # (which `routers` lists busiest first) come before the probes, the scrapes and the docs
@@ -132,6 +133,8 @@ def create_app(
     documented: list[BaseRoute] = []
     for router in (*routers, _operations):
         if isinstance(router, Endpoints):
+            if len(app.router.routes) == len(app.served_first):
+                app.served_first += router.routes
             app.router.routes.extend(router.routes)
             documented += router.docs.routes
         else:
@@ -150,6 +153,20 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+class _Service(FastAPI):
+    """FastAPI with `ServiceMiddleware` outermost, and the `Endpoints`' routes that lead the
+    table (`served_first`) served from just below it (`ServedFirst`)."""
+
+    def __init__(self, *, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_body_bytes = max_body_bytes
+        self.served_first: list[Route] = []
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = ServedFirst(self.served_first, fallback=super().build_middleware_stack())
+        return ServiceMiddleware(stack, max_bytes=self.max_body_bytes)
 
 
 _operations = APIRouter(tags=["operations"])

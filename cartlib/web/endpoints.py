@@ -14,6 +14,10 @@ a JSON body with a key twice is a 422 (`DuplicateKey`), a body whose Content-Typ
 a 415, and dependencies (the credentials) run before the body is read, so a caller who may
 not use the route gets 401 or 403 whatever it sends. Every dependency is looked up in
 `app.dependency_overrides` on every request, however the route joined the app.
+
+`create_app` serves the routes that lead its table from the top of the stack (`ServedFirst`);
+a handler answers its own errors with `app.exception_handlers`, so it answers alike there and
+behind FastAPI's exception middlewares.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import inspect
 import json
 import typing
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -34,7 +38,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cartlib.web.errors import UnsupportedMediaType, status_of
 
@@ -137,6 +141,8 @@ class _Plan:
     headers: tuple[_Param, ...]
     body_name: str | None
     body: TypeAdapter[Any] | None
+    # Takes nothing but the request (if that): called as it is, without a `_call` of its own.
+    leaf: bool = False
 
 
 class _Handler:
@@ -163,24 +169,84 @@ class _Handler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        overrides: dict[Any, Any] = scope["app"].dependency_overrides
-        response: Response = await _call(self.plan, request, {}, overrides)
+        app = scope["app"]
+        try:
+            response: Response = await _call(self.plan, request, {}, app.dependency_overrides)
+        except Exception as exc:
+            # Answered here, by the app's exception handlers, as Starlette's exception
+            # middlewares would: `ServedFirst` serves this route without them.
+            response, unexpected = await _error_response(app.exception_handlers, request, exc)
+            await response(scope, receive, send)
+            if unexpected:
+                raise  # as ServerErrorMiddleware does: the server logs it, test clients raise it
+            return
         await response(scope, receive, send)
+
+
+class ServedFirst:
+    """The ASGI app on top of FastAPI's: a request that one of `routes` (the `Endpoints`'
+    routes, which lead the app's table) matches is served by it straight away; any other goes
+    down `fallback`, FastAPI's middleware stack and router, which try the whole table.
+
+    The layers skipped (exception middlewares, FastAPI's exit stack, the router) cost a call,
+    a closure or an object each per request; an `Endpoints` handler answers its own errors.
+    """
+
+    def __init__(self, routes: Sequence[Route], fallback: ASGIApp) -> None:
+        self.routes = tuple(routes)
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            method = scope["method"]
+            for route in self.routes:
+                if route.methods is not None and method not in route.methods:
+                    continue  # never a FULL match: no regex run for it
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:  # PARTIAL (another method): the router decides
+                    scope.update(child_scope)
+                    await route.app(scope, receive, send)
+                    return
+        await self.fallback(scope, receive, send)
+
+
+async def _error_response(
+    handlers: Mapping[Any, Callable[..., Any]], request: Request, exc: Exception
+) -> tuple[Response, bool]:
+    """The answer of the handler registered for `exc` (an `HTTPException` by its status
+    first, then by the nearest class), and whether it is the unexpected-error one (500)."""
+    handler = None
+    if isinstance(exc, HTTPException):
+        handler = handlers.get(exc.status_code)
+    unexpected = False
+    if handler is None:
+        cls = next((cls for cls in type(exc).__mro__ if cls in handlers), None)
+        if cls is None or cls is Exception:
+            handler, unexpected = handlers.get(Exception) or handlers.get(500), True
+        else:
+            handler = handlers[cls]
+    if handler is None:
+        raise exc
+    response = handler(request, exc)
+    if inspect.isawaitable(response):
+        response = await response
+    return typing.cast(Response, response), unexpected
 
 
 async def _call(
     plan: _Plan, request: Request, cache: dict[Any, Any], overrides: dict[Any, Any]
 ) -> Any:
-    kwargs: dict[str, Any] = {}
-    for name in plan.request_names:
-        kwargs[name] = request
+    kwargs: dict[str, Any] = dict.fromkeys(plan.request_names, request)
     for dependency in plan.dependencies:
         call = overrides.get(dependency.call, dependency.call) if overrides else dependency.call
         if dependency.use_cache and call in cache:
             value = cache[call]
         else:
             sub = _PLANS.get(call) or _plan(call, allow_body=False)
-            value = await _call(sub, request, cache, overrides)
+            if sub.leaf:
+                value = await call(**dict.fromkeys(sub.request_names, request))
+            else:
+                value = await _call(sub, request, cache, overrides)
             cache[call] = value
         if dependency.name is not None:
             kwargs[dependency.name] = value
@@ -277,15 +343,17 @@ def _plan(call: Callable[..., Any], *, allow_body: bool) -> _Plan:
             body_name, body = name, TypeAdapter(annotation)
         else:
             raise TypeError(f"{_name(call)}: parameter {name!r} is not supported here")
+    is_async = _is_async(call)
     plan = _Plan(
         call,
-        _is_async(call),
+        is_async,
         tuple(request_names),
         tuple(dependencies),
         tuple(path),
         tuple(headers),
         body_name,
         body,
+        leaf=is_async and not (dependencies or path or headers or body is not None),
     )
     _PLANS[call] = plan
     return plan
@@ -356,7 +424,8 @@ async def _json_body(request: Request) -> Any:
         media_type = content_type.partition(";")[0].strip().lower()
         if not (media_type == "application/json" or media_type.endswith("+json")):
             raise HTTPException(status_of(UnsupportedMediaType), UnsupportedMediaType.detail)
-        return json.loads(raw, object_pairs_hook=_unique_keys)
+        # What json.loads(raw, object_pairs_hook=...) does, without a new decoder per call.
+        return _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except json.JSONDecodeError as exc:
         raise _json_invalid(("body", exc.pos), exc.msg, exc.doc) from exc
     except DuplicateKey as exc:
@@ -408,3 +477,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise DuplicateKey(f"Duplicate key {key!r}")
             seen.add(key)
     return mapping
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)

@@ -62,8 +62,8 @@ class ServiceMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self._counters: dict[tuple[str, str, int], Counter] = {}
-        self._timers: dict[tuple[str, str], Histogram] = {}
+        # Resolving a labelled child takes a lock and a dict lookup: once per label set.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,18 +139,15 @@ class ServiceMiddleware:
         route = scope.get("route")
         # The template (`/items/{item_id}`), never the raw path: raw paths are unbounded.
         handler = getattr(route, "path", "none")
-        counter_key = (method, handler, status)
-        counter = self._counters.get(counter_key)
-        if counter is None:
-            counter = self._counters[counter_key] = metrics.HTTP_REQUESTS.labels(
-                method, handler, str(status)
+        key = (method, handler, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                metrics.HTTP_REQUESTS.labels(method, handler, str(status)),
+                metrics.HTTP_REQUEST_DURATION.labels(method, handler),
             )
+        counter, timer = children
         counter.inc()
-        timer = self._timers.get((method, handler))
-        if timer is None:
-            timer = self._timers[(method, handler)] = metrics.HTTP_REQUEST_DURATION.labels(
-                method, handler
-            )
         timer.observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info(
