@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     redis_backoff_cap: float = Field(default=0.5, gt=0, le=30)
     # Above the concurrent requests one worker takes: redis-py's blocking pool lets a newcomer
     # take a freed connection before a waiter, so a pool smaller than the concurrency made
-    # some requests wait past REDIS_POOL_TIMEOUT (503s at 128 connections in bench/).
+    # some requests wait past REDIS_POOL_TIMEOUT (bench/README.md).
     redis_max_connections: int = Field(default=256, ge=1, le=10_000)
     # How long a request waits for a free pooled connection before answering 503.
     redis_pool_timeout: float = Field(default=1.0, gt=0, le=30)

@@ -100,9 +100,8 @@ def create_app(
         if metrics.MULTIPROCESS:
             tasks.append(asyncio.create_task(store_metrics.keep_pool_gauges_fresh()))
         # What exists now (modules, routes, schemas, the stores) lives as long as the process:
-        # move it where the cyclic GC never scans it again. Without this, each full collection
-        # walked ~70k objects and paused every request in flight for 10-120 ms (16 such pauses,
-        # 1.2 s in all, in a 20 s benchmark; 47 ms in all with it: bench/README.md).
+        # move it where the cyclic GC never scans it again: its full collections paused every
+        # request in flight (bench/README.md has the measurement).
         gc.freeze()
         try:
             yield
@@ -120,8 +119,7 @@ def create_app(
         version=app_version,
         lifespan=lifespan,
         # Metrics go to Prometheus (cartlib.web.metrics). FastAPI's own OpenTelemetry layer,
-        # left on, looks up the global tracer provider in os.environ on every request: 13% of
-        # an add-to-cart request, measured with py-spy.
+        # left on, looks up the global tracer provider in os.environ on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     add_error_handlers(app)
