@@ -29,7 +29,7 @@ from cartlib.store.errors import (
     StoreUnavailable,
 )
 from cartlib.store.keys import SESSION_BUCKETS, ClusterKeys
-from cartlib.store.orders import PaymentResult
+from cartlib.store.orders import CheckoutResponse, PaymentResult
 from cartlib.store.redis import create_redis
 from cartlib.store.scripts.shared import Released
 from cartlib.store.stores import Stores
@@ -130,6 +130,26 @@ class Approve:
         self.references.append(reference)
         await asyncio.sleep(0)
         return PaymentResult(approved=token == "tok_visa", reason="card declined")
+
+
+async def checkout_until_answered(
+    stores: Stores, session: str, key: str, answers: dict[int, int], pause: float
+) -> CheckoutResponse | None:
+    """A client retrying its Idempotency-Key (40 tries at most) until an answer other than
+    503; every refusal must be a retriable 503. Each answer is counted in `answers`."""
+    for _ in range(40):
+        try:
+            response = await stores.orders.checkout(
+                session, payment_token="tok_visa", processor=Approve(), idempotency_key=key
+            )
+        except CartError as error:
+            assert isinstance(error, StoreUnavailable), error  # 503
+            answers[503] = answers.get(503, 0) + 1
+            await asyncio.sleep(pause)
+            continue
+        answers[response.status_code] = answers.get(response.status_code, 0) + 1
+        return response
+    return None
 
 
 class MasterStats:
@@ -848,26 +868,13 @@ async def test_killing_the_stock_master_during_checkouts_loses_no_acknowledged_o
             try:
                 await stores.carts.add(session, "mug", units)
             except CartError as error:
-                assert isinstance(error, StoreUnavailable), (
-                    error
-                )  # 503  # never anything but a retriable 503
+                assert isinstance(error, StoreUnavailable), error  # 503
                 await asyncio.sleep(0.05)
                 continue
-            for _ in range(40):  # a client retrying its key until it gets an answer
-                try:
-                    response = await stores.orders.checkout(
-                        session, payment_token="tok_visa", processor=Approve(), idempotency_key=key
-                    )
-                except CartError as error:
-                    assert isinstance(error, StoreUnavailable), error  # 503
-                    answers[503] = answers.get(503, 0) + 1
-                    await asyncio.sleep(0.1)
-                    continue
-                answers[response.status_code] = answers.get(response.status_code, 0) + 1
-                if response.status_code == 200:
-                    acknowledged[orjson.loads(response.body)["order"]["id"]] = session
-                    after_restart += phase["restarted"]
-                break
+            response = await checkout_until_answered(stores, session, key, answers, pause=0.1)
+            if response is not None and response.status_code == 200:
+                acknowledged[orjson.loads(response.body)["order"]["id"]] = session
+                after_restart += phase["restarted"]
 
     workers = [asyncio.create_task(shopper(f"w{n}")) for n in range(8)]
     await asyncio.sleep(1.0)
@@ -965,20 +972,9 @@ async def test_migrating_the_stock_slot_and_a_carts_slot_during_traffic_fails_no
                 assert isinstance(error, StoreUnavailable), error  # 503
                 answers[503] = answers.get(503, 0) + 1
                 continue
-            for _ in range(40):
-                try:
-                    response = await stores.orders.checkout(
-                        session, payment_token="tok_visa", processor=Approve(), idempotency_key=key
-                    )
-                except CartError as error:
-                    assert isinstance(error, StoreUnavailable), error  # 503
-                    answers[503] = answers.get(503, 0) + 1
-                    await asyncio.sleep(0.05)
-                    continue
-                answers[response.status_code] = answers.get(response.status_code, 0) + 1
-                if response.status_code == 200:
-                    acknowledged[orjson.loads(response.body)["order"]["id"]] = session
-                break
+            response = await checkout_until_answered(stores, session, key, answers, pause=0.05)
+            if response is not None and response.status_code == 200:
+                acknowledged[orjson.loads(response.body)["order"]["id"]] = session
 
     workers = [asyncio.create_task(shopper(f"w{n}")) for n in range(6)]
     await asyncio.sleep(0.5)

@@ -131,6 +131,16 @@ class Traffic:
     unsettled: set[str] = field(default_factory=set)  # checkouts never answered in the bound
     stop: bool = False
 
+    async def start(self, sessions: list[str]) -> list[asyncio.Task[None]]:
+        """`STOCK` mugs in the catalog, then `SHOPPERS` shoppers sharing `sessions` out."""
+        put = await self.http.put(
+            f"{self.stack.inventory.url}/items/mug",
+            json={"name": "Mug", "price_cents": 100, "stock": STOCK},
+            headers={"X-Admin-Token": self.stack.admin_token},
+        )
+        assert put.status_code == 200, put.text
+        return [asyncio.create_task(self.shopper(sessions[n::SHOPPERS])) for n in range(SHOPPERS)]
+
     def record(self, kind: str, response: httpx.Response) -> None:
         retry_after = "retry-after" in response.headers
         body = "" if response.status_code in (200, 201) else response.text[:200]
@@ -313,15 +323,7 @@ async def test_resharding_live_carts_answers_only_retriable_503s_and_loses_nothi
     sessions = sessions_on(cluster, keys, source, 3 * SHOPPERS, "resharded", moving)
     with running_stack("redis://ignored:6379/0", **cluster_env(cluster, prefix)) as stack:
         traffic = Traffic(stack, http)
-        put = await http.put(
-            f"{stack.inventory.url}/items/mug",
-            json={"name": "Mug", "price_cents": 100, "stock": STOCK},
-            headers={"X-Admin-Token": stack.admin_token},
-        )
-        assert put.status_code == 200, put.text
-        workers = [
-            asyncio.create_task(traffic.shopper(sessions[n::SHOPPERS])) for n in range(SHOPPERS)
-        ]
+        workers = await traffic.start(sessions)
         await asyncio.sleep(1.5)
         started = time.monotonic()
         command = [
@@ -382,15 +384,7 @@ async def test_killing_a_sessions_master_during_traffic_loses_no_acknowledged_or
     env = cluster_env(cluster, prefix)
     with running_stack("redis://ignored:6379/0", **env) as stack:
         traffic = Traffic(stack, http)
-        put = await http.put(
-            f"{stack.inventory.url}/items/mug",
-            json={"name": "Mug", "price_cents": 100, "stock": STOCK},
-            headers={"X-Admin-Token": stack.admin_token},
-        )
-        assert put.status_code == 200, put.text
-        workers = [
-            asyncio.create_task(traffic.shopper(sessions[n::SHOPPERS])) for n in range(SHOPPERS)
-        ]
+        workers = await traffic.start(sessions)
         await asyncio.sleep(1.5)
         killed = time.monotonic()
         await asyncio.to_thread(victim.kill)
