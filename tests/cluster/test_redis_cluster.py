@@ -72,17 +72,32 @@ def topology(namespace: Namespace, pod: str) -> dict[str, tuple[str, str]]:
     return nodes
 
 
+def replication(namespace: Namespace, pod: str) -> dict[str, str]:
+    lines = cli(namespace, pod, "INFO", "replication", check=False).splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+
 def healthy(namespace: Namespace) -> bool:
-    """Every pod Ready (cluster_state:ok), and every node: all slots ok, six nodes, three
-    masters."""
+    """Every pod Ready (cluster_state:ok); every node: all slots ok, six nodes, three
+    masters; every replica in sync with its master. A paid checkout waits for a replica's
+    acknowledgement (WAIT), so a master whose returning replica still loads the full sync
+    answers 503 "not yet stored safely": the cluster is not yet healthy for the shop."""
     pods = namespace.pods("app.kubernetes.io/component=redis")
     if len(pods) != NODES or not all(pod_ready(p) for p in pods):
         return False
     for ordinal in range(NODES):
-        info = cluster_info(namespace, f"{REDIS}-{ordinal}", check=False)
+        pod = f"{REDIS}-{ordinal}"
+        info = cluster_info(namespace, pod, check=False)
         if (info.get("cluster_state"), info.get("cluster_slots_ok")) != ("ok", "16384"):
             return False
         if (info.get("cluster_known_nodes"), info.get("cluster_size")) != (str(NODES), "3"):
+            return False
+        role = replication(namespace, pod)
+        if role.get("role") == "slave" and (
+            role.get("master_link_status"), role.get("master_sync_in_progress")
+        ) != ("up", "0"):
+            return False
+        if role.get("role") == "master" and role.get("connected_slaves") != "1":
             return False
     return True
 
