@@ -93,11 +93,10 @@ def healthy(namespace: Namespace) -> bool:
         if (info.get("cluster_known_nodes"), info.get("cluster_size")) != (str(NODES), "3"):
             return False
         role = replication(namespace, pod)
-        if role.get("role") == "slave" and (
-            role.get("master_link_status"), role.get("master_sync_in_progress")
-        ) != ("up", "0"):
-            return False
         if role.get("role") == "master" and role.get("connected_slaves") != "1":
+            return False
+        in_sync = (role.get("master_link_status"), role.get("master_sync_in_progress"))
+        if role.get("role") == "slave" and in_sync != ("up", "0"):
             return False
     return True
 
