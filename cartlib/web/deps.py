@@ -10,13 +10,35 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer
+from fastapi.security import APIKeyHeader
+from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
 
 from cartlib.store import Session, Stores, Unauthorized, check_admin_token
 from cartlib.web.responses import cart_json
 
-# auto_error=False: a missing header must give our 401 with WWW-Authenticate, not FastAPI's.
-_bearer = HTTPBearer(auto_error=False, description="A session token from `POST /sessions`.")
+
+class BearerToken(SecurityBase):
+    """The token of an `Authorization: Bearer <token>` header, or None (then the route answers
+    our 401 with WWW-Authenticate, not FastAPI's). Documented in OpenAPI as FastAPI's
+    `HTTPBearer` is; read straight from the scope, without the credentials model that
+    `HTTPBearer` builds per request (bench/README.md)."""
+
+    def __init__(self, *, description: str) -> None:
+        self.model = HTTPBearer(description=description)
+        self.scheme_name = "HTTPBearer"
+
+    async def __call__(self, request: HTTPConnection) -> str | None:
+        for name, value in request.scope["headers"]:
+            if name == b"authorization":  # the first one, as `Headers.get` reads it
+                scheme, _, token = value.decode("latin-1").partition(" ")
+                token = token.strip()
+                return token if token and scheme.lower() == "bearer" else None
+        return None
+
+
+_bearer = BearerToken(description="A session token from `POST /sessions`.")
 
 
 async def get_stores(request: Request) -> Stores:
@@ -29,11 +51,11 @@ StoresDep = Annotated[Stores, Depends(get_stores)]
 
 async def current_session(
     stores: StoresDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[str | None, Depends(_bearer)],
 ) -> Session:
-    if credentials is None:
+    if token is None:
         raise Unauthorized("Missing bearer token")
-    return stores.tokens.verify(credentials.credentials)
+    return stores.tokens.verify(token)
 
 
 SessionDep = Annotated[Session, Depends(current_session)]
