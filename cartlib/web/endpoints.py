@@ -180,6 +180,18 @@ class _Handler:
             if unexpected:
                 raise  # as ServerErrorMiddleware does: the server logs it, test clients raise it
             return
+        if response.background is None and type(response).__call__ is Response.__call__:
+            # What `Response.__call__` sends, without its per-call checks (a response of
+            # another kind, a streamed one or one with a background task, is called as usual).
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response.raw_headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": response.body})
+            return
         await response(scope, receive, send)
 
 
@@ -195,10 +207,28 @@ class ServedFirst:
     def __init__(self, routes: Sequence[Route], fallback: ASGIApp) -> None:
         self.routes = tuple(routes)
         self.fallback = fallback
+        # A path without parameters is found by a dict lookup rather than a regex per route,
+        # unless a route before it in the table matches that path too (the loop decides).
+        self.static: dict[tuple[str, str], Route] = {}
+        for index, route in enumerate(self.routes):
+            if "{" in route.path or route.methods is None:
+                continue
+            if any(earlier.path_regex.match(route.path) for earlier in self.routes[:index]):
+                continue
+            for method in route.methods:
+                self.static[route.path, method] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             method = scope["method"]
+            static = None if scope.get("root_path") else self.static.get((scope["path"], method))
+            if static is not None:
+                path_params = scope.get("path_params")
+                scope["endpoint"] = static.endpoint
+                scope["path_params"] = dict(path_params) if path_params else {}
+                scope["route"] = static
+                await static.app(scope, receive, send)
+                return
             for route in self.routes:
                 if route.methods is not None and method not in route.methods:
                     continue  # never a FULL match: no regex run for it
@@ -420,8 +450,10 @@ async def _json_body(request: Request) -> Any:
         raw = await _read(request)
         if not raw:
             return _MISSING
-        content_type = request.headers.get("content-type", "")
-        media_type = content_type.partition(";")[0].strip().lower()
+        content_type = next(
+            (value for name, value in request.scope["headers"] if name == b"content-type"), b""
+        )
+        media_type = content_type.partition(b";")[0].strip().lower().decode("latin-1")
         if not (media_type == "application/json" or media_type.endswith("+json")):
             raise HTTPException(status_of(UnsupportedMediaType), UnsupportedMediaType.detail)
         # What json.loads(raw, object_pairs_hook=...) does, without a new decoder per call.

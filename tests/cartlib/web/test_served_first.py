@@ -178,3 +178,35 @@ async def test_other_routes_still_go_through_the_stack(app: FastAPI) -> None:
         assert (await http.get("/plain/ping")).json() == {"pong": "yes"}
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/nowhere")).status_code == 404
+
+
+async def test_a_path_matched_by_an_earlier_template_is_served_by_that_route(
+    redis_url: str,
+) -> None:
+    # A path without parameters is looked up in a dict, but the table's order still decides:
+    # `/shadow/{name}` comes first, so it serves `/shadow/static`, as Starlette's router would.
+    router = Endpoints(prefix="/shadow")
+
+    @router.get("/{name}")
+    async def by_name(request: Request) -> JSONBytes:
+        return JSONBytes(orjson.dumps({"route": "template", **request.path_params}))
+
+    @router.get("/static")
+    async def static() -> JSONBytes:
+        return JSONBytes(b'{"route": "static"}')
+
+    @router.get("/other/path")
+    async def other() -> JSONBytes:
+        return JSONBytes(b'{"route": "other"}')
+
+    app = create_app(title="test", routers=[router], settings=make_settings(redis_url))
+    async with client(app) as http:
+        shadowed = await http.get("/shadow/static")
+        unshadowed = await http.get("/shadow/other/path")
+        head = await http.head("/shadow/other/path")
+        wrong_method = await http.post("/shadow/other/path")
+    assert shadowed.json() == {"route": "template", "name": "static"}
+    assert unshadowed.json() == {"route": "other"}
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == unshadowed.headers["content-length"]
+    assert wrong_method.status_code == 405
