@@ -31,7 +31,7 @@ from cartlib.store.errors import (
 from cartlib.store.keys import SESSION_BUCKETS, ClusterKeys
 from cartlib.store.orders import CheckoutResponse, PaymentResult
 from cartlib.store.redis import create_redis
-from cartlib.store.scripts.shared import Released
+from cartlib.store.scripts.shared import Committed, Released, Replicated, Reservation
 from cartlib.store.stores import Stores
 from cartlib.web.models import ItemIn
 from tests._cluster import (
@@ -512,6 +512,40 @@ async def test_the_reaper_gives_back_what_a_lost_release_left_held_and_nothing_e
     assert await client.zcard(keys.reservations) == 0
     assert orjson.loads(await stores.carts.get("declined")) == [{"id": "mug", "quantity": 2}]
     assert orjson.loads(await stores.carts.get("paying")) == [{"id": "mug", "quantity": 3}]
+
+
+async def test_the_reaper_sells_again_a_paid_order_whose_sale_was_lost(
+    stores_for: StoresFor, cluster: ClusterDeployment, client: Redis
+) -> None:
+    """With no replica waited for (`REDIS_WAIT_REPLICAS=0`), a step C acknowledged and then
+    lost in a failover of the stock master leaves the order paid and its units `reserved`
+    (made here by a C that answers without running): the reaper's sweep commits it again,
+    once: the units leave what is on hand and the sale is in the stream."""
+    stores = stores_for(cluster_settings(cluster), client)
+    keys = keys_of(stores)
+    transport: Any = stores.orders.flow.transport
+    await put(stores, "mug", 10)
+    commit = transport.commit_script
+
+    async def lost(**_: Any) -> Replicated[Committed]:
+        return Replicated(Committed(Reservation((), 0)), confirmed=True)
+
+    transport.commit_script = lost
+    await stores.carts.add("paid", "mug", 2)
+    paid = await stores.orders.checkout("paid", payment_token="tok_visa", processor=Approve())
+    transport.commit_script = commit
+    assert paid.status_code == 200
+    order_id = orjson.loads(paid.body)["order"]["id"]
+    assert orjson.loads(await stores.orders.get_json("paid", order_id))["status"] == "paid"
+    assert await stock_state(client, keys, "mug") == (10, 2)
+    assert await client.xlen(keys.orders_stream) == 0
+
+    assert await transport.release_orphans(FAR_FUTURE_MS) == 1
+    assert await stock_state(client, keys, "mug") == (8, 0)
+    assert await client.xlen(keys.orders_stream) == 1
+    assert await client.zcard(keys.reservations) == 0
+    assert await transport.release_orphans(FAR_FUTURE_MS) == 0
+    assert await stock_state(client, keys, "mug") == (8, 0)
 
 
 # --- crash injection between the saga's steps ------------------------------------------------

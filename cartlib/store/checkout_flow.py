@@ -272,8 +272,8 @@ class Transport(Protocol):
     async def stale(self, deadline_ms: int) -> list[StaleOrder]: ...
 
     async def release_orphans(self, deadline_ms: int) -> int:
-        """Give back units still reserved since before `deadline_ms` for orders pending
-        nowhere; how many reservations."""
+        """Settle the units still reserved since before `deadline_ms` for orders pending
+        nowhere (given back, or sold again for a paid order); how many reservations."""
         ...
 
     async def forget(self, stale: StaleOrder) -> None: ...
@@ -515,7 +515,8 @@ class CheckoutFlow:
         cut-off payment went through cannot be known here, so each cancelled order is logged
         (a warning naming the payment reference) and counted in
         `cartlib_checkouts_expired_total`. Then the units still reserved past the timeout for
-        orders pending nowhere are given back (cluster: a release lost in a failover).
+        orders pending nowhere are settled (cluster: a release, or with no replica waited for
+        a sale, lost in a failover).
         """
         deadline = (now if now is not None else now_ms()) - self._timeout_ms
         ended = 0

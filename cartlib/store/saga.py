@@ -54,8 +54,8 @@ from cartlib.store.orders import REAP_BATCH, CheckoutPolicy, IndexedTransport, O
 from cartlib.store.redis import call
 from cartlib.store.scripts.saga_begin import Begun, SagaBegin
 from cartlib.store.scripts.saga_cancel import SagaCancel
+from cartlib.store.scripts.saga_commit import CommitResult, SagaCommit
 from cartlib.store.scripts.saga_commit import OutOfStock as CommitOutOfStock
-from cartlib.store.scripts.saga_commit import SagaCommit
 from cartlib.store.scripts.saga_finish import Finished, SagaFinish
 from cartlib.store.scripts.saga_release import SagaRelease
 from cartlib.store.scripts.saga_reserve import Reserved, SagaReserve
@@ -68,6 +68,7 @@ from cartlib.store.scripts.shared import (
     NotPending,
     Released,
     Replay,
+    Replicated,
     Reservation,
     Shortage,
 )
@@ -145,19 +146,7 @@ class SagaCheckout(IndexedTransport, Transport):
         self, ref: OrderRef, request_id: str, reservation: Reservation, response: CheckoutResponse
     ) -> Sold | OutOfStock | Released:
         """Step C, then D."""
-        keys = self._keys
-        committed = await self.commit_script(
-            reservation_key=keys.reservation(ref.order_id),
-            stock=keys.stock,
-            reserved=keys.reserved,
-            stream=keys.orders_stream,
-            reservations=keys.reservations,
-            order_id=ref.order_id,
-            now_ms=now_ms(),
-            stream_maxlen=self._policy.stream_maxlen,
-            request_id=request_id,
-            keep_seconds=self._reservation_ttl,
-        )
+        committed = await self.commit(ref.order_id, request_id)
         result = committed.result
         if isinstance(result, CommitOutOfStock):
             return OutOfStock(None)  # the order is still pending: the flow cancels it
@@ -168,6 +157,22 @@ class SagaCheckout(IndexedTransport, Transport):
             # (or the reaper) finishes it, and confirms it again.
             return Sold(confirmed=False)
         return await self.finish(ref, reservation, response)
+
+    async def commit(self, order_id: str, request_id: str) -> Replicated[CommitResult]:
+        """Step C (idempotent: a sale already committed is answered again)."""
+        keys = self._keys
+        return await self.commit_script(
+            reservation_key=keys.reservation(order_id),
+            stock=keys.stock,
+            reserved=keys.reserved,
+            stream=keys.orders_stream,
+            reservations=keys.reservations,
+            order_id=order_id,
+            now_ms=now_ms(),
+            stream_maxlen=self._policy.stream_maxlen,
+            request_id=request_id,
+            keep_seconds=self._reservation_ttl,
+        )
 
     async def finish(
         self, ref: OrderRef, reservation: Reservation, response: CheckoutResponse
@@ -235,15 +240,16 @@ class SagaCheckout(IndexedTransport, Transport):
         ]
 
     async def release_orphans(self, deadline_ms: int) -> int:
-        """Release the reservations held since before `deadline_ms` whose order is pending
-        nowhere; returns how many held units.
+        """Settle the reservations held since before `deadline_ms` whose order is pending
+        nowhere; returns how many it released or sold.
 
-        A compensation is not WAITed for: a `saga_release` lost in a failover of the stock
+        Compensations are not WAITed for: a `saga_release` lost in a failover of the stock
         slot's master, after `saga_cancel` ended the order in its session's slot, leaves the
-        units `reserved` on the promoted replica with no pending order for the reaper to find.
-        The stock slot's index of held reservations finds them. A pending order is the flow's
-        (or the reaper's, past the timeout) to end; a paid one cannot be held (C is WAITed
-        for before D).
+        units `reserved` on the promoted replica with no pending order for the reaper to find:
+        they are released. With `wait_replicas` 0 the sale (C) is not WAITed for either, so a
+        paid order's reservation may come back `reserved` the same way: it is committed again
+        (the customer paid for those units). A pending order is the flow's (or the reaper's,
+        past the timeout) to end.
         """
         keys = self._keys
         order_ids: list[bytes] = await call(
@@ -252,33 +258,55 @@ class SagaCheckout(IndexedTransport, Transport):
                 keys.reservations, "-inf", deadline_ms, start=0, num=REAP_BATCH
             ),
         )
-        released = 0
+        settled = 0
         for raw in order_ids:
             order_id = raw.decode()
-            status, session_id = await call(
-                "HMGET", self._redis.hmget(keys.reservation(order_id), ["status", "session_id"])
-            )
-            held = status == b"reserved" and session_id is not None
-            if held:
-                order = keys.session_order(session_id.decode(), order_id)
-                order_status = await call("HGET", self._redis.hget(order, "status"))
-                if order_status == b"pending":
-                    continue
-                if order_status == b"paid":
-                    logger.error(
-                        "a paid order's units are still reserved (its sale was lost)",
-                        extra={"order_id": order_id},
-                    )
-                    continue
+            holder = await self._holder(order_id)
+            status = None if holder is None else await self._order_status(holder, order_id)
+            if status == "pending":
+                continue
+            if status == "paid":
+                settled += await self._sell_again(order_id)
+                continue
             # Not held any more (an entry left by an older version): release only drops it.
-            if isinstance(await self.release(order_id), Released) and held:
+            if isinstance(await self.release(order_id), Released) and holder is not None:
                 logger.warning(
                     "released units held for an order pending nowhere (a release lost in a "
                     "failover of the stock slot's master)",
                     extra={"order_id": order_id},
                 )
-                released += 1
-        return released
+                settled += 1
+        return settled
+
+    async def _holder(self, order_id: str) -> str | None:
+        """The session whose order holds the reservation `order_id`; None if it holds
+        nothing (sold, released, or gone)."""
+        status, session_id = await call(
+            "HMGET", self._redis.hmget(self._keys.reservation(order_id), ["status", "session_id"])
+        )
+        return session_id.decode() if status == b"reserved" and session_id else None
+
+    async def _order_status(self, session_id: str, order_id: str) -> str | None:
+        """The order's status in its session's slot (`pending`, `paid`, `cancelled`), or
+        None if it has expired."""
+        order = self._keys.session_order(session_id, order_id)
+        status: bytes | None = await call("HGET", self._redis.hget(order, "status"))
+        return None if status is None else status.decode()
+
+    async def _sell_again(self, order_id: str) -> int:
+        committed = (await self.commit(order_id, request_id="reaper")).result
+        if isinstance(committed, Committed):
+            logger.warning(
+                "sold again the units of a paid order whose sale was lost (a commit lost in a "
+                "failover of the stock slot's master)",
+                extra={"order_id": order_id},
+            )
+            return 1
+        logger.error(
+            "a paid order's units could not be sold again: what is on hand was set below them",
+            extra={"order_id": order_id},
+        )
+        return 0
 
     async def aclose(self) -> None:
         if self._cluster_writes is not None:
