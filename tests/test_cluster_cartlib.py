@@ -29,7 +29,7 @@ from cartlib.store.errors import (
     StoreUnavailable,
 )
 from cartlib.store.keys import SESSION_BUCKETS, ClusterKeys
-from cartlib.store.orders import CheckoutResponse, PaymentResult
+from cartlib.store.orders import FinishedCheckout, PaymentResult
 from cartlib.store.redis import create_redis
 from cartlib.store.scripts.shared import Committed, Released, Replicated, Reservation
 from cartlib.store.stores import Stores
@@ -134,7 +134,7 @@ class Approve:
 
 async def checkout_until_answered(
     stores: Stores, session: str, key: str, answers: dict[int, int], pause: float
-) -> CheckoutResponse | None:
+) -> FinishedCheckout | None:
     """A client retrying its Idempotency-Key (40 tries at most) until an answer other than
     503; every refusal must be a retriable 503. Each answer is counted in `answers`."""
     for _ in range(40):

@@ -45,7 +45,7 @@ from cartlib.store.errors import (
 )
 from cartlib.store.keys import ClusterKeys, Keys
 from cartlib.store.orders import (
-    CheckoutResponse,
+    FinishedCheckout,
     OrderStore,
     PaymentProcessor,
     PaymentResult,
@@ -65,11 +65,11 @@ __all__ = [
     "CheckoutInProgress",
     "CheckoutOutcome",
     "CheckoutRequest",
-    "CheckoutResponse",
     "ClusterKeys",
     "Conflict",
     "Declined",
     "EmptyCart",
+    "FinishedCheckout",
     "Forbidden",
     "IdempotencyKeyReused",
     "InsufficientStock",

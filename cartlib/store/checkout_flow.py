@@ -61,10 +61,10 @@ from cartlib.store.scripts.resume_checkout import Forgotten, Gone
 from cartlib.store.scripts.shared import (
     FINGERPRINT_LENGTH,
     Cancelled,
-    CheckoutResponse,
     Committed,
     DeclinedTooOften,
     Empty,
+    FinishedCheckout,
     InFlight,
     KeyRecord,
     Line,
@@ -150,33 +150,33 @@ class PendingOrder:
 class Paid:
     order_id: str
     total_cents: int
-    response: CheckoutResponse
+    response: FinishedCheckout
 
 
 @dataclass(frozen=True, slots=True)
 class Declined:
-    response: CheckoutResponse
+    response: FinishedCheckout
 
 
 @dataclass(frozen=True, slots=True)
 class Short:
     """Not enough stock before the payment: nothing reserved or charged, nothing remembered."""
 
-    response: CheckoutResponse
+    response: FinishedCheckout
 
 
 @dataclass(frozen=True, slots=True)
 class SoldOut:
     """An admin removed the units while the order was being paid: not paid (refund)."""
 
-    response: CheckoutResponse
+    response: FinishedCheckout
 
 
 @dataclass(frozen=True, slots=True)
 class Replayed:
     """A key whose checkout ended: its remembered response."""
 
-    response: CheckoutResponse
+    response: FinishedCheckout
 
 
 CheckoutOutcome = Paid | Declined | Short | SoldOut | Replayed
@@ -256,17 +256,17 @@ class Transport(Protocol):
     ) -> Reservation | Shortage | Released: ...
 
     async def settle(
-        self, ref: OrderRef, request_id: str, reservation: Reservation, response: CheckoutResponse
+        self, ref: OrderRef, request_id: str, reservation: Reservation, response: FinishedCheckout
     ) -> Sold | OutOfStock | Released: ...
 
     async def finish(
-        self, ref: OrderRef, reservation: Reservation, response: CheckoutResponse
+        self, ref: OrderRef, reservation: Reservation, response: FinishedCheckout
     ) -> Sold: ...
 
     async def release(self, order_id: str) -> Released | Committed: ...
 
     async def cancel(
-        self, ref: OrderRef, status: str, remember: CheckoutResponse | None
+        self, ref: OrderRef, status: str, remember: FinishedCheckout | None
     ) -> Cancelled | NotPending: ...
 
     async def stale(self, deadline_ms: int) -> list[StaleOrder]: ...
@@ -295,8 +295,8 @@ def error_body(error: CartError) -> bytes:
 _PAID_STATUS, _DECLINED_STATUS, _CONFLICT_STATUS = 200, 402, 409
 
 
-def _answer(status: int, error: CartError) -> CheckoutResponse:
-    return CheckoutResponse(status, error_body(error))
+def _answer(status: int, error: CartError) -> FinishedCheckout:
+    return FinishedCheckout(status, error_body(error))
 
 
 # What an Idempotency-Key answers once the reaper has cancelled its checkout.
@@ -315,16 +315,16 @@ def order_json(order_id: str, items: object, total_cents: int, status: str) -> d
     return {"id": order_id, "items": items, "total_cents": total_cents, "status": status}
 
 
-def paid_response(order_id: str, reservation: Reservation) -> CheckoutResponse:
+def paid_response(order_id: str, reservation: Reservation) -> FinishedCheckout:
     items: list[object] = [
         {"id": line.id, "quantity": line.quantity, "price_cents": line.price_cents}
         for line in reservation.lines
     ]
     order = order_json(order_id, items, reservation.total_cents, "paid")
-    return CheckoutResponse(_PAID_STATUS, orjson.dumps({"message": THANKS, "order": order}))
+    return FinishedCheckout(_PAID_STATUS, orjson.dumps({"message": THANKS, "order": order}))
 
 
-def shortage_response(shortage: Shortage) -> CheckoutResponse:
+def shortage_response(shortage: Shortage) -> FinishedCheckout:
     described = ", ".join(
         f"{line.id} (requested {line.requested}, available {line.available})"
         for line in shortage.lines
@@ -490,7 +490,7 @@ class CheckoutFlow:
         raise CheckoutExpired()
 
     async def _give_back(
-        self, ref: OrderRef, status: str, remember: CheckoutResponse | None
+        self, ref: OrderRef, status: str, remember: FinishedCheckout | None
     ) -> Cancelled | None:
         """Compensate a reserved order: release, then cancel."""
         if isinstance(await self.transport.release(ref.order_id), Committed):
@@ -498,7 +498,7 @@ class CheckoutFlow:
         return await self._cancel(ref, status, remember)
 
     async def _cancel(
-        self, ref: OrderRef, status: str, remember: CheckoutResponse | None
+        self, ref: OrderRef, status: str, remember: FinishedCheckout | None
     ) -> Cancelled | None:
         cancelled = await self.transport.cancel(ref, status, remember)
         if isinstance(cancelled, NotPending):

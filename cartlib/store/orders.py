@@ -102,10 +102,10 @@ from cartlib.store.scripts.resume_checkout import Forgotten, Gone, ResumeCheckou
 from cartlib.store.scripts.shared import (
     Cancellation,
     Cancelled,
-    CheckoutResponse,
     Committed,
     DeclinedTooOften,
     Empty,
+    FinishedCheckout,
     KeyRecord,
     NotPending,
     Opening,
@@ -117,7 +117,7 @@ from cartlib.store.scripts.shared import (
 )
 
 __all__ = [
-    "CheckoutResponse",
+    "FinishedCheckout",
     "OrderStore",
     "PaymentProcessor",
     "PaymentResult",
@@ -160,7 +160,7 @@ class CheckoutPolicy:
         )
 
     def cancellation(
-        self, order_id: str, status: str, remember: CheckoutResponse | None
+        self, order_id: str, status: str, remember: FinishedCheckout | None
     ) -> Cancellation:
         kept = status in ("expired", "out_of_stock")
         return Cancellation(
@@ -279,7 +279,7 @@ class StandaloneCheckout(IndexedTransport, Transport):
         return order.reservation
 
     async def settle(
-        self, ref: OrderRef, request_id: str, reservation: Reservation, response: CheckoutResponse
+        self, ref: OrderRef, request_id: str, reservation: Reservation, response: FinishedCheckout
     ) -> Sold | OutOfStock | Released:
         keys, policy = self._keys, self._policy
         completed = await self.complete_script(
@@ -310,7 +310,7 @@ class StandaloneCheckout(IndexedTransport, Transport):
         return Released()  # not pending: the reaper cancelled it
 
     async def finish(
-        self, ref: OrderRef, reservation: Reservation, response: CheckoutResponse
+        self, ref: OrderRef, reservation: Reservation, response: FinishedCheckout
     ) -> Sold:
         raise StoreError("a standalone order is finished when it is settled")
 
@@ -318,7 +318,7 @@ class StandaloneCheckout(IndexedTransport, Transport):
         return Released()  # cancel_checkout gives the reservation back as it cancels
 
     async def cancel(
-        self, ref: OrderRef, status: str, remember: CheckoutResponse | None
+        self, ref: OrderRef, status: str, remember: FinishedCheckout | None
     ) -> Cancelled | NotPending:
         keys = self._keys
         return await self.cancel_script(
@@ -414,7 +414,7 @@ class OrderStore:
         processor: PaymentProcessor,
         idempotency_key: str | None = None,
         request_id: str = "",
-    ) -> CheckoutResponse:
+    ) -> FinishedCheckout:
         """Order everything in the session's cart, or explain why not.
 
         Raises `EmptyCart` (nothing is remembered for it), `TooManyDeclines`,

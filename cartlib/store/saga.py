@@ -61,10 +61,10 @@ from cartlib.store.scripts.saga_release import SagaRelease
 from cartlib.store.scripts.saga_reserve import Reserved, SagaReserve
 from cartlib.store.scripts.shared import (
     Cancelled,
-    CheckoutResponse,
     Committed,
     DeclinedTooOften,
     Empty,
+    FinishedCheckout,
     NotPending,
     Released,
     Replay,
@@ -143,7 +143,7 @@ class SagaCheckout(IndexedTransport, Transport):
         return reserved
 
     async def settle(
-        self, ref: OrderRef, request_id: str, reservation: Reservation, response: CheckoutResponse
+        self, ref: OrderRef, request_id: str, reservation: Reservation, response: FinishedCheckout
     ) -> Sold | OutOfStock | Released:
         """Step C, then D."""
         committed = await self.commit(ref.order_id, request_id)
@@ -175,7 +175,7 @@ class SagaCheckout(IndexedTransport, Transport):
         )
 
     async def finish(
-        self, ref: OrderRef, reservation: Reservation, response: CheckoutResponse
+        self, ref: OrderRef, reservation: Reservation, response: FinishedCheckout
     ) -> Sold:
         """Step D: the order is paid in its session's slot."""
         keys = self._keys
@@ -207,7 +207,7 @@ class SagaCheckout(IndexedTransport, Transport):
         )
 
     async def cancel(
-        self, ref: OrderRef, status: str, remember: CheckoutResponse | None
+        self, ref: OrderRef, status: str, remember: FinishedCheckout | None
     ) -> Cancelled | NotPending:
         keys, session_id = self._keys, ref.session_id
         return await self.cancel_script(

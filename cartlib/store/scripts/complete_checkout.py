@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from cartlib.store.durability import ConfirmedScript, ReplicatedWrites
 from cartlib.store.scripts.shared import (
     Cancelled,
-    CheckoutResponse,
+    FinishedCheckout,
     NotPending,
     Replicated,
     cancelled,
@@ -58,11 +58,11 @@ class CompleteCheckout:
         idempotency: str | None,
         order_id: str,
         now_ms: int,
-        response: CheckoutResponse,
+        response: FinishedCheckout,
         response_ttl_seconds: int,
         stream_maxlen: int,
         request_id: str,
-        out_of_stock: CheckoutResponse,
+        out_of_stock: FinishedCheckout,
         out_of_stock_keep_seconds: int,
         cart_ttl_ms: int,
         max_quantity: int,

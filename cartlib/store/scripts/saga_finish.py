@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from cartlib.store.durability import ConfirmedScript, ReplicatedWrites
 from cartlib.store.scripts.shared import (
-    CheckoutResponse,
+    FinishedCheckout,
     NotPending,
     Replicated,
     Reservation,
@@ -37,7 +37,7 @@ class SagaFinish:
         idempotency: str | None,
         order_id: str,
         now_ms: int,
-        response: CheckoutResponse,
+        response: FinishedCheckout,
         response_ttl_seconds: int,
         reservation: Reservation,
     ) -> Replicated[Finished | NotPending]:

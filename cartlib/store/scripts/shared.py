@@ -64,7 +64,7 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
-class CheckoutResponse:
+class FinishedCheckout:
     """A finished checkout as the response to send, and to replay for its key."""
 
     status_code: int
@@ -74,7 +74,7 @@ class CheckoutResponse:
         return orjson.dumps({"status_code": self.status_code, "body": orjson.Fragment(self.body)})
 
     @classmethod
-    def recall(cls, remembered: bytes) -> CheckoutResponse:
+    def recall(cls, remembered: bytes) -> FinishedCheckout:
         record = orjson.loads(remembered)
         return cls(record["status_code"], orjson.dumps(record["body"]))
 
@@ -92,16 +92,16 @@ class KeyRecord:
     then `<fingerprint>|<remembered response>`."""
 
     fingerprint: str
-    state: InFlight | CheckoutResponse
+    state: InFlight | FinishedCheckout
     stored: bytes  # as Redis holds it: what resume_checkout compares, what a replay rewrites
 
     @classmethod
     def parse(cls, stored: bytes) -> KeyRecord:
         fingerprint, rest = split_record(stored)
-        state: InFlight | CheckoutResponse = (
+        state: InFlight | FinishedCheckout = (
             InFlight(rest[len(_IN_FLIGHT) :].decode())
             if rest.startswith(_IN_FLIGHT)
-            else CheckoutResponse.recall(rest)
+            else FinishedCheckout.recall(rest)
         )
         return cls(fingerprint.decode(), state, stored)
 
@@ -154,7 +154,7 @@ class Cancelled:
     cart's caps); `remembered` is the response its key now answers (None: forgotten)."""
 
     left_out: tuple[Line, ...]
-    remembered: CheckoutResponse | None
+    remembered: FinishedCheckout | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +213,7 @@ class Cancellation:
     order_id: str
     status: str  # declined, error, expired, out_of_stock, insufficient_stock
     cart_ttl_ms: int
-    remember: CheckoutResponse | None  # None forgets the key: a retry runs anew
+    remember: FinishedCheckout | None  # None forgets the key: a retry runs anew
     remember_ttl_seconds: int
     keep_seconds: int  # how long the cancelled order is kept; 0 deletes it
     max_quantity: int
@@ -266,7 +266,7 @@ def shortage(raw: bytes) -> Shortage:
 
 
 def cancelled(left_out: bytes, remembered: bytes) -> Cancelled:
-    return Cancelled(lines(left_out), CheckoutResponse.recall(remembered) if remembered else None)
+    return Cancelled(lines(left_out), FinishedCheckout.recall(remembered) if remembered else None)
 
 
 def unexpected(script: str, reply: Any) -> StoreError:

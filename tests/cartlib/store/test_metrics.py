@@ -12,7 +12,7 @@ from cartlib.store import metrics
 from cartlib.store.errors import Conflict, EmptyCart, StoreUnavailable
 from cartlib.store.keys import Keys
 from cartlib.store.orders import (
-    CheckoutResponse,
+    FinishedCheckout,
     PaymentProcessor,
     PaymentResult,
     PaymentUnavailable,
@@ -47,7 +47,7 @@ async def checkout(
     token: str = "tok_visa",
     key: str | None = None,
     processor: PaymentProcessor | None = None,
-) -> CheckoutResponse:
+) -> FinishedCheckout:
     return await stores.orders.checkout(
         SESSION,
         payment_token=token,

@@ -16,7 +16,7 @@ from cartlib.store.errors import (
 )
 from cartlib.store.keys import Keys
 from cartlib.store.orders import (
-    CheckoutResponse,
+    FinishedCheckout,
     PaymentProcessor,
     PaymentResult,
     fingerprint,
@@ -53,7 +53,7 @@ async def checkout(
     token: str = "tok_visa",
     key: str | None = None,
     processor: PaymentProcessor = processor,
-) -> CheckoutResponse:
+) -> FinishedCheckout:
     return await stores.orders.checkout(
         session_id, payment_token=token, processor=processor, idempotency_key=key
     )

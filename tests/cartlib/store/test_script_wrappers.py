@@ -54,10 +54,10 @@ from cartlib.store.scripts.set_item import SetItem
 from cartlib.store.scripts.shared import (
     Cancellation,
     Cancelled,
-    CheckoutResponse,
     Committed,
     DeclinedTooOften,
     Empty,
+    FinishedCheckout,
     InFlight,
     KeyRecord,
     Line,
@@ -75,9 +75,9 @@ from cartlib.store.scripts.shared import (
 SESSION = "s-1"
 FINGERPRINT = "f" * 32
 TTL_MS = 60_000
-PAID = CheckoutResponse(200, b'{"message":"paid"}')
-DECLINED = CheckoutResponse(402, b'{"detail":"Payment declined"}')
-SOLD_OUT = CheckoutResponse(409, b'{"detail":"sold out"}')
+PAID = FinishedCheckout(200, b'{"message":"paid"}')
+DECLINED = FinishedCheckout(402, b'{"detail":"Payment declined"}')
+SOLD_OUT = FinishedCheckout(409, b'{"detail":"sold out"}')
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def opening(order_id: str, max_declines: int = 5) -> Opening:
     return Opening(order_id, SESSION, 1_000, TTL_MS, FINGERPRINT, max_declines)
 
 
-def cancellation(order_id: str, status: str, remember: CheckoutResponse | None) -> Cancellation:
+def cancellation(order_id: str, status: str, remember: FinishedCheckout | None) -> Cancellation:
     return Cancellation(order_id, status, TTL_MS, remember, 60, 0, 3, 2, TTL_MS)
 
 
@@ -437,7 +437,7 @@ async def test_cancel_checkout_gives_every_result(raw_redis: Redis, keys: Keys) 
 
     cancelled = await cancel_o1()
     # mug: 1 in the cart + 3 capped at 3 (1 left out); cap: no third line (1 left out).
-    remembered = CheckoutResponse(
+    remembered = FinishedCheckout(
         402,
         orjson.dumps(
             {

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from cartlib.store.errors import CartError, Conflict, IdempotencyKeyReused, TooManyDeclines
 from cartlib.store.keys import Keys
-from cartlib.store.orders import CheckoutResponse, PaymentResult
+from cartlib.store.orders import FinishedCheckout, PaymentResult
 from cartlib.store.stores import Stores
 from cartlib.web.models import ItemIn
 from checkout.payments import TestProcessor
@@ -47,7 +47,7 @@ async def pay(
     key: str | None = None,
     processor: TestProcessor | None = None,
     session_id: str = SESSION,
-) -> CheckoutResponse:
+) -> FinishedCheckout:
     return await stores.orders.checkout(
         session_id,
         payment_token=token,
