@@ -95,8 +95,9 @@ REVS ?=
 bench-cpu: $(STAMP)  ## Service CPU per request across git revisions (REVS="HEAD~1 HEAD"; default HEAD .)
 	$(BIN)/python -m bench.cpu $(REVS)
 
-bench-http: $(STAMP) wrk  ## add-to-cart over HTTP: httptools alone, behind the HTTP limits, h11 (~2 min)
-	$(BIN)/python -m bench.http_protocols
+VARIANTS ?= httptools,limited,h11
+bench-http: $(STAMP) wrk  ## add-to-cart over HTTP side by side (~2 min): the uvicorn protocols; VARIANTS=floor,limited,framework-free: the framework's cost
+	$(BIN)/python -m bench.http_protocols --variants $(VARIANTS)
 
 bench-cluster: $(STAMP) wrk  ## add-to-cart and checkout on a 6-node cluster beside standalone, one run (~3 min)
 	$(BIN)/python -m bench.cluster

@@ -99,10 +99,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8009)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    run(Floor(args.redis_url), host=args.host, port=args.port)
+
+
+def run(floor: Floor, *, port: int, host: str = "127.0.0.1") -> None:
+    """Serve `floor` as the services are served: uvicorn, uvloop, httptools."""
     uvicorn.run(
-        Floor(args.redis_url),
-        host=args.host,
-        port=args.port,
+        floor,
+        host=host,
+        port=port,
         loop="uvloop",
         http="httptools",
         lifespan="on",
