@@ -10,15 +10,21 @@ route. What it leaves out, and the route may not: the Starlette request, depende
 refused), error answers (a failure is a 500). A benchmark's variant, never served.
 
     python -m bench.http_protocols --variants floor,limited,framework-free
+    python -m bench --framework-free      (make bench with this inventory; results apart)
+    python -m bench.framework_free        (the inventory service served this way)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from cartlib.settings import Settings
 from cartlib.web import AddToCart, line_change_json
+from cartlib.web.server import run
+from inventory import app as inventory
 
 _JSON = (b"content-type", b"application/json")
 
@@ -55,3 +61,14 @@ def install(app: Any) -> None:
     if len(routes) != 1:
         raise RuntimeError("POST /cart/items is not served first in this app")
     routes[0].app = add_to_cart
+
+
+def create_app(*, settings: Settings | None = None) -> FastAPI:
+    """The inventory service, add-to-cart served by `add_to_cart`."""
+    app = inventory.create_app(settings=settings)
+    install(app)
+    return app
+
+
+if __name__ == "__main__":
+    run("bench.framework_free:create_app", default_port=8001)

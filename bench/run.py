@@ -366,11 +366,19 @@ def _wrk_env(carts: data.CartSet) -> dict[str, str]:
     }
 
 
-def start(run_dir: Path, *, catalog: Path | None = None, floor: bool = True) -> Stack:
-    """Redis, both services (one worker each) and, with `floor`, the floor; all ready."""
+def start(
+    run_dir: Path,
+    *,
+    catalog: Path | None = None,
+    floor: bool = True,
+    modules: dict[str, str] | None = None,
+) -> Stack:
+    """Redis, both services (one worker each; `modules`: what runs a service instead of its
+    package) and, with `floor`, the floor; all ready."""
     run_dir.mkdir(parents=True, exist_ok=True)
     catalog = catalog or data.write_catalog(run_dir / "catalog.json")
     stack = start_stack(run_dir, catalog)
+    stack.modules.update(modules or {})
     try:
         say(f"started {stack.redis_description} at {stack.redis_url}")
         for name in ("inventory", "checkout"):
@@ -385,17 +393,28 @@ def start(run_dir: Path, *, catalog: Path | None = None, floor: bool = True) -> 
     return stack
 
 
-def bench(mode: Mode, out_dir: Path, threads: int, keep_data: bool = False) -> dict[str, Any]:
+FRAMEWORK_FREE = {"inventory": "bench.framework_free"}
+
+
+def bench(
+    mode: Mode,
+    out_dir: Path,
+    threads: int,
+    keep_data: bool = False,
+    modules: dict[str, str] | None = None,
+) -> dict[str, Any]:
     wrk_binary()  # fail early, before starting anything
     started = datetime.now(UTC)
-    stamp = started.strftime("%Y-%m-%dT%H%M%SZ")
+    # A run of other code than the services' is written apart (`framework-free-<date>`).
+    prefix = "framework-free-" if modules == FRAMEWORK_FREE else ""
+    stamp = prefix + started.strftime("%Y-%m-%dT%H%M%SZ")
     run_dir = RUNS / f"{mode.name}-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     say(f"{mode.name} run; logs and data in {run_dir}")
     load = os.getloadavg()[0]
     if load > 1.0:
         say(f"warning: load average {load:.1f} before starting: figures will be low and noisy")
-    stack = start(run_dir)
+    stack = start(run_dir, modules=modules)
     try:
         harness = Harness(mode, stack, threads)
         server_info = harness.redis.info("server")
@@ -420,6 +439,7 @@ def bench(mode: Mode, out_dir: Path, threads: int, keep_data: bool = False) -> d
             shutil.rmtree(run_dir / "data", ignore_errors=True)
     scenarios = harness.scenarios
     targets = report.evaluate(scenarios, instrumentation)
+    add_vs_floor, _ = report.paired_ratio(scenarios["add_small"], scenarios["floor"])
     finished = datetime.now(UTC)
     result: dict[str, Any] = {
         "schema": 1,
@@ -438,6 +458,7 @@ def bench(mode: Mode, out_dir: Path, threads: int, keep_data: bool = False) -> d
             "small_cart_lines": SMALL_LINES,
             "big_cart_lines": BIG_LINES,
             "checkout_cart_lines": CHECKOUT_LINES,
+            "service_modules": modules or {},
             "service_env": {
                 "LOG_LEVEL": "warning",
                 "WEB_CONCURRENCY": "1 (2 in add_small_2w)",
@@ -453,7 +474,7 @@ def bench(mode: Mode, out_dir: Path, threads: int, keep_data: bool = False) -> d
             for c in SWEEP
         ],
         "ratios": {
-            "add_small_vs_floor": scenarios["add_small"]["rps"] / scenarios["floor"]["rps"],
+            "add_small_vs_floor": add_vs_floor,
             "add_big_vs_add_small": scenarios["add_big"]["rps"] / scenarios["add_small"]["rps"],
             "two_workers_vs_one": scenarios["add_small_2w"]["rps"] / scenarios["add_small"]["rps"],
         },
@@ -496,13 +517,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-data", action="store_true", help="keep the tokens and item files of the run"
     )
+    parser.add_argument(
+        "--framework-free",
+        action="store_true",
+        help="inventory's add-to-cart served by bench/framework_free.py (the framework's cost)",
+    )
     args = parser.parse_args(argv)
     mode = QUICK if args.quick else FULL
     out_dir = args.out_dir or (RUNS / "quick" if args.quick else RESULTS)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     try:
-        bench(mode, out_dir, args.wrk_threads, args.keep_data)
+        modules = FRAMEWORK_FREE if args.framework_free else None
+        bench(mode, out_dir, args.wrk_threads, args.keep_data, modules)
     except (StartupError, WrkError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr, flush=True)
         return 1

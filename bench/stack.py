@@ -61,6 +61,8 @@ class Stack:
     admin_token: str
     catalog_file: Path
     servers: dict[str, Process] = field(default_factory=dict)
+    # What `python -m` runs for a service, if not the service's own package.
+    modules: dict[str, str] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Process:
         return self.servers[name]
@@ -83,10 +85,15 @@ class Stack:
         )
 
     def start_service(self, name: str, *, workers: int = 1, port: int | None = None) -> Process:
-        """Start `python -m <name>` (inventory or checkout) and wait until it is ready."""
+        """Start `python -m <name>` (inventory or checkout; or the module `modules` names for
+        it) and wait until it is ready."""
         port = port or free_port()
-        argv = [sys.executable, "-m", name]
-        return self._start(name, argv, self.service_env(port, workers), port, workers)
+        module = self.modules.get(name, name)
+        argv = [sys.executable, "-m", module]
+        env = self.service_env(port, workers)
+        if module != name:
+            env["PYTHONPATH"] = str(REPO)  # the services run in the run's folder
+        return self._start(name, argv, env, port, workers)
 
     def start_floor(self) -> Process:
         port = free_port()
