@@ -302,8 +302,14 @@ class SagaCheckout(IndexedTransport, Transport):
                 extra={"order_id": order_id},
             )
             return 1
+        reason = (
+            "what is on hand was set below them"
+            if isinstance(committed, CommitOutOfStock)
+            else "its reservation was released meanwhile"
+        )
         logger.error(
-            "a paid order's units could not be sold again: what is on hand was set below them",
+            "a paid order's units could not be sold again: %s",
+            reason,
             extra={"order_id": order_id},
         )
         return 0
