@@ -130,6 +130,15 @@ class _Dependency:
 
 
 @dataclass(frozen=True, slots=True)
+class _Body:
+    """The body model's validator, and each key name it reads, quoted as in JSON (None if
+    they cannot be listed: a mapping field takes any key)."""
+
+    adapter: TypeAdapter[Any]
+    keys: tuple[bytes, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Plan:
     """What calling one function takes, read once from its signature."""
 
@@ -140,7 +149,7 @@ class _Plan:
     path: tuple[_Param, ...]
     headers: tuple[_Param, ...]
     body_name: str | None
-    body: TypeAdapter[Any] | None
+    body: _Body | None
     # Takes nothing but the request (if that): called as it is, without a `_call` of its own.
     leaf: bool = False
 
@@ -287,13 +296,15 @@ async def _call(
         _validate(plan.headers, request.headers, kwargs, errors)
     body: Any = None
     if plan.body is not None:
-        body = await _json_body(request)
-        if body is _MISSING:
+        body = await _json_body(request, plan.body)
+        if isinstance(body, _Validated):
+            kwargs[typing.cast(str, plan.body_name)] = body.value
+        elif body is _MISSING:
             errors.append(_missing(("body",)))
             body = None
         else:
             try:
-                kwargs[typing.cast(str, plan.body_name)] = plan.body.validate_python(
+                kwargs[typing.cast(str, plan.body_name)] = plan.body.adapter.validate_python(
                     body, from_attributes=True
                 )
             except ValidationError as exc:
@@ -348,7 +359,7 @@ def _plan(call: Callable[..., Any], *, allow_body: bool) -> _Plan:
     path: list[_Param] = []
     headers: list[_Param] = []
     body_name: str | None = None
-    body: TypeAdapter[Any] | None = None
+    body: _Body | None = None
     for name, parameter in inspect.signature(call).parameters.items():
         annotation = hints.get(name, Any)
         base, metadata = _split(annotation)
@@ -370,7 +381,7 @@ def _plan(call: Callable[..., Any], *, allow_body: bool) -> _Plan:
         elif marker is None and isinstance(base, type) and issubclass(base, BaseModel):
             if not allow_body or body is not None:
                 raise TypeError(f"{_name(call)}: one body, in the endpoint only ({name})")
-            body_name, body = name, TypeAdapter(annotation)
+            body_name, body = name, _Body(TypeAdapter(annotation), _json_keys(base))
         else:
             raise TypeError(f"{_name(call)}: parameter {name!r} is not supported here")
     is_async = _is_async(call)
@@ -442,9 +453,21 @@ def _name(call: Any) -> str:
 # --- the body ----------------------------------------------------------------------------
 
 
-async def _json_body(request: Request) -> Any:
-    """The body as JSON (`_MISSING` if empty): a body whose Content-Type does not say JSON (or
-    that has none) is a 415, one that is not valid JSON a 422, one that cannot be read a 400."""
+@dataclass(frozen=True, slots=True)
+class _Validated:
+    value: Any
+
+
+async def _json_body(request: Request, model: _Body) -> Any:
+    """The body as JSON (`_MISSING` if empty), or already validated by `adapter`: a body whose
+    Content-Type does not say JSON (or that has none) is a 415, one that is not valid JSON a
+    422, one that cannot be read a 400.
+
+    A body in which each of the model's key names appears once at most is parsed and
+    validated at once by pydantic (`validate_json`, its own parser, which allocates less than
+    `json` with the duplicate-key hook, bench/README.md); if pydantic refuses it, or any other
+    body, it is parsed with `json`, so that what is refused is refused as FastAPI refuses it,
+    a key twice included."""
     raw = b""
     try:
         raw = await _read(request)
@@ -456,6 +479,11 @@ async def _json_body(request: Request) -> Any:
         media_type = content_type.partition(b";")[0].strip().lower().decode("latin-1")
         if not (media_type == "application/json" or media_type.endswith("+json")):
             raise HTTPException(status_of(UnsupportedMediaType), UnsupportedMediaType.detail)
+        if model.keys is not None and _each_key_once(raw, model.keys):
+            try:
+                return _Validated(model.adapter.validate_json(raw))
+            except ValidationError:
+                pass  # answered below, as FastAPI answers it
         # What json.loads(raw, object_pairs_hook=...) does, without a new decoder per call.
         return _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except json.JSONDecodeError as exc:
@@ -493,6 +521,40 @@ def _json_invalid(loc: tuple[str | int, ...], reason: str, body: Any) -> Request
         "ctx": {"error": reason},
     }
     return RequestValidationError([error], body=body)
+
+
+def _each_key_once(raw: bytes, keys: tuple[bytes, ...]) -> bool:
+    """Whether each of the model's key names appears at most once in `raw`, and nothing is
+    escaped (two spellings may be one name). Any other key is refused by the model (extra
+    fields are forbidden), so then no object of a body it accepts has a key twice."""
+    return b"\\" not in raw and all(raw.count(key) < 2 for key in keys)
+
+
+def _json_keys(annotation: Any) -> tuple[bytes, ...] | None:
+    """Every key name a body of `annotation` may hold, quoted as in JSON; None if a model
+    takes extra fields or a field is a mapping (any key)."""
+    names: set[str] = set()
+
+    def visit(annotation: Any) -> bool:
+        base, _ = _split(annotation)
+        if isinstance(base, type) and issubclass(base, BaseModel):
+            if base.model_config.get("extra") != "forbid":
+                return False
+            for name, field in base.model_fields.items():
+                if field.validation_alias is not None:
+                    return False
+                names.add(field.alias or name)
+                if not visit(field.annotation):
+                    return False
+            return True
+        origin = typing.get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Mapping):
+            return False
+        return all(visit(argument) for argument in typing.get_args(base))
+
+    if not visit(annotation):
+        return None
+    return tuple(json.dumps(name).encode() for name in sorted(names))
 
 
 class DuplicateKey(ValueError):
