@@ -132,7 +132,7 @@ class _Dependency:
 @dataclass(frozen=True, slots=True)
 class _Body:
     """The body model's validator, and each key name it reads, quoted as in JSON (None if
-    they cannot be listed: a mapping field takes any key)."""
+    they cannot be listed: a model that takes extra fields, or a mapping field)."""
 
     adapter: TypeAdapter[Any]
     keys: tuple[bytes, ...] | None
@@ -299,6 +299,7 @@ async def _call(
         body = await _json_body(request, plan.body)
         if isinstance(body, _Validated):
             kwargs[typing.cast(str, plan.body_name)] = body.value
+            body = None  # not parsed into a dict: a 422 for the path or headers carries none
         elif body is _MISSING:
             errors.append(_missing(("body",)))
             body = None
@@ -459,9 +460,9 @@ class _Validated:
 
 
 async def _json_body(request: Request, model: _Body) -> Any:
-    """The body as JSON (`_MISSING` if empty), or already validated by `adapter`: a body whose
-    Content-Type does not say JSON (or that has none) is a 415, one that is not valid JSON a
-    422, one that cannot be read a 400.
+    """The body as JSON (`_MISSING` if empty), or as `model` validated it (`_Validated`): a
+    body whose Content-Type does not say JSON (or that has none) is a 415, one that is not
+    valid JSON a 422, one that cannot be read a 400.
 
     A body in which each of the model's key names appears once at most is parsed and
     validated at once by pydantic (`validate_json`, its own parser, which allocates less than
