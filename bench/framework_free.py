@@ -16,6 +16,7 @@ refused), error answers (a failure is a 500). A benchmark's variant, never serve
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -52,15 +53,20 @@ async def add_to_cart(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def install(app: Any) -> None:
-    """Serve `POST /cart/items` of an inventory app with `add_to_cart`."""
-    routes = [
-        route
-        for route in app.served_first
+    """Serve `POST /cart/items` of an inventory app with `add_to_cart`: in this app only (the
+    route objects are the `Endpoints`' own, shared by every app made from them)."""
+    found = [
+        index
+        for index, route in enumerate(app.served_first)
         if route.path == "/cart/items" and "POST" in (route.methods or ())
     ]
-    if len(routes) != 1:
+    if len(found) != 1:
         raise RuntimeError("POST /cart/items is not served first in this app")
-    routes[0].app = add_to_cart
+    shared = app.served_first[found[0]]
+    own = copy.copy(shared)
+    own.app = add_to_cart
+    app.served_first[found[0]] = own
+    app.router.routes[app.router.routes.index(shared)] = own
 
 
 def create_app(*, settings: Settings | None = None) -> FastAPI:

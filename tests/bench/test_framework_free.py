@@ -1,7 +1,10 @@
 """bench/framework_free.py does add-to-cart's work: for a valid add it answers what the
-route answers and leaves the same cart in Redis, so what it saves is the framework's cost."""
+route answers and leaves the same cart in Redis, so what it saves is the framework's cost;
+and it changes only the app it is installed in."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 from redis.asyncio import Redis
@@ -37,3 +40,19 @@ async def test_answers_as_the_route_and_changes_the_cart_alike(redis_url: str) -
     assert answers[0] == answers[1]
     assert answers[0][0] == 201
     assert answers[0][2]["line"] == {"id": item, "quantity": 2}
+
+
+def test_only_the_app_it_is_installed_in_changes(redis_url: str) -> None:
+    settings = make_settings(redis_url)
+    before = create_app(settings=settings)
+    bare = framework_free.create_app(settings=settings)
+    after = create_app(settings=settings)
+
+    def add_to_cart_app(app: Any) -> Any:
+        (route,) = [r for r in app.served_first if r.path == "/cart/items" and "POST" in r.methods]
+        assert route in app.router.routes
+        return route.app
+
+    assert add_to_cart_app(bare) is framework_free.add_to_cart
+    assert add_to_cart_app(before) is not framework_free.add_to_cart
+    assert add_to_cart_app(after) is not framework_free.add_to_cart
