@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     # headers, how long a request may take to arrive, and the connections held open at once.
     http_max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     http_read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    http_keep_alive_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # Longer than clients and proxies keep an idle connection, so that they close it first: a
+    # request sent on a connection the server is closing is lost between the two.
+    http_keep_alive_timeout_seconds: int = Field(default=75, ge=1, le=3600)
     http_max_connections: int = Field(default=1024, ge=1, le=100_000)
 
     @field_validator("redis_sentinels", "redis_cluster_nodes", mode="before")
