@@ -3,6 +3,10 @@
 `SessionDep` is the article's cart middleware done right: it verifies the bearer token (CPU
 only) and hands the route the session; write routes then change the cart with one script call
 that returns the new cart, so no route reads the cart before writing it.
+
+`get_stores` and `current_session` also have scope readers (`reads_scope`), which `Endpoints`
+use instead of solving them while no dependency is overridden; tests/cartlib/web/test_readers.py
+holds each reader to what its dependency gives.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from fastapi.openapi.models import HTTPBearer
 from fastapi.security import APIKeyHeader
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from cartlib.store import Session, Stores, Unauthorized, check_admin_token
+from cartlib.web.endpoints import reads_scope
 from cartlib.web.responses import cart_json
 
 
@@ -30,7 +36,11 @@ class BearerToken(SecurityBase):
         self.scheme_name = "HTTPBearer"
 
     async def __call__(self, request: HTTPConnection) -> str | None:
-        for name, value in request.scope["headers"]:
+        return self.read(request.scope)
+
+    @staticmethod
+    def read(scope: Scope) -> str | None:
+        for name, value in scope["headers"]:
             if name == b"authorization":  # the first one, as `Headers.get` reads it
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 token = token.strip()
@@ -41,21 +51,35 @@ class BearerToken(SecurityBase):
 _bearer = BearerToken(description="A session token from `POST /sessions`.")
 
 
-async def get_stores(request: Request) -> Stores:
-    stores: Stores = request.app.state.stores
+def _stores_of(scope: Scope) -> Stores:
+    stores: Stores = scope["app"].state.stores
     return stores
+
+
+@reads_scope(_stores_of)
+async def get_stores(request: Request) -> Stores:
+    return _stores_of(request.scope)
 
 
 StoresDep = Annotated[Stores, Depends(get_stores)]
 
 
+def _verified(stores: Stores, token: str | None) -> Session:
+    if token is None:
+        raise Unauthorized("Missing bearer token")
+    return stores.tokens.verify(token)
+
+
+def _session_of(scope: Scope) -> Session:
+    return _verified(_stores_of(scope), BearerToken.read(scope))
+
+
+@reads_scope(_session_of)
 async def current_session(
     stores: StoresDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Session:
-    if token is None:
-        raise Unauthorized("Missing bearer token")
-    return stores.tokens.verify(token)
+    return _verified(stores, token)
 
 
 SessionDep = Annotated[Session, Depends(current_session)]

@@ -15,6 +15,12 @@ a 415, and dependencies (the credentials) run before the body is read, so a call
 not use the route gets 401 or 403 whatever it sends. Every dependency is looked up in
 `app.dependency_overrides` on every request, however the route joined the app.
 
+A dependency marked with `reads_scope(reader)` is, while `app.dependency_overrides` is
+empty, not solved but read: `reader(scope)`, a plain function that gives what the dependency
+and its own dependencies would. An endpoint whose every dependency is read that way is called
+without the solver and without a `Request` (bench/README.md: the solver cost add-to-cart about
+a tenth of its CPU); any override puts every route back on the solver.
+
 `create_app` serves the routes that lead its table from the top of the stack (`ServedFirst`);
 a handler answers its own errors with `app.exception_handlers`, so it answers alike there and
 behind FastAPI's exception middlewares.
@@ -34,6 +40,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
@@ -43,7 +50,24 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cartlib.web.errors import UnsupportedMediaType, status_of
 
 Endpoint = Callable[..., Coroutine[Any, Any, Response]]
+ScopeReader = Callable[[Scope], Any]
 _MISSING: Any = object()
+_D = typing.TypeVar("_D", bound=Callable[..., Any])
+
+# Dependency -> the reader that gives its value from the scope (`reads_scope`).
+_READERS: dict[Any, ScopeReader] = {}
+
+
+def reads_scope(reader: ScopeReader) -> Callable[[_D], _D]:
+    """Mark a dependency as given by `reader(scope)`: the same value, or the same exception,
+    as solving it and its own dependencies would give, for every request. `Endpoints` then
+    read it rather than solve it while `app.dependency_overrides` is empty (see the module)."""
+
+    def mark(dependency: _D) -> _D:
+        _READERS[dependency] = reader
+        return dependency
+
+    return mark
 
 
 class Endpoints:
@@ -175,15 +199,33 @@ class _Handler:
             plan.body_name,
             plan.body,
         )
+        # Each dependency's name and reader, in the order the solver runs them; None unless
+        # every one of them has a reader.
+        readers = tuple((d.name, _READERS.get(d.call)) for d in self.plan.dependencies)
+        self.readers: tuple[tuple[str | None, ScopeReader], ...] | None = (
+            typing.cast(tuple[tuple[str | None, ScopeReader], ...], readers)
+            if all(reader is not None for _, reader in readers)
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, send)
         app = scope["app"]
+        overrides = app.dependency_overrides
         try:
-            response: Response = await _call(self.plan, request, {}, app.dependency_overrides)
+            if self.readers is not None and not overrides:
+                # Inline rather than in a function of its own: every coroutine between the
+                # server and the endpoint is resumed again at each wait for Redis.
+                plan = self.plan
+                kwargs = self._read_dependencies(scope, receive, send)
+                await _add_parameters(plan, kwargs, scope, receive)
+                response: Response = await plan.call(**kwargs)
+            else:
+                request = Request(scope, receive, send)
+                response = await _call(self.plan, request, {}, overrides)
         except Exception as exc:
             # Answered here, by the app's exception handlers, as Starlette's exception
             # middlewares would: `ServedFirst` serves this route without them.
+            request = Request(scope, receive, send)
             response, unexpected = await _error_response(app.exception_handlers, request, exc)
             await response(scope, receive, send)
             if unexpected:
@@ -202,6 +244,19 @@ class _Handler:
             await send({"type": "http.response.body", "body": response.body})
             return
         await response(scope, receive, send)
+
+    def _read_dependencies(self, scope: Scope, receive: Receive, send: Send) -> dict[str, Any]:
+        """The endpoint's dependencies read from the scope (`reads_scope`), and its request."""
+        kwargs: dict[str, Any] = {}
+        for name, reader in typing.cast(tuple[tuple[str | None, ScopeReader], ...], self.readers):
+            value = reader(scope)
+            if name is not None:
+                kwargs[name] = value
+        if self.plan.request_names:
+            request = Request(scope, receive, send)
+            for name in self.plan.request_names:
+                kwargs[name] = request
+        return kwargs
 
 
 class ServedFirst:
@@ -289,14 +344,25 @@ async def _call(
             cache[call] = value
         if dependency.name is not None:
             kwargs[dependency.name] = value
+    await _add_parameters(plan, kwargs, scope=request.scope, receive=request.receive)
+    if plan.is_async:
+        return await plan.call(**kwargs)
+    return await run_in_threadpool(plan.call, **kwargs)
+
+
+async def _add_parameters(
+    plan: _Plan, kwargs: dict[str, Any], scope: Scope, receive: Receive
+) -> None:
+    """Add `plan`'s path and header parameters and body to `kwargs`, validated; or raise a
+    `RequestValidationError` with every problem found."""
     errors: list[Any] = []
     if plan.path:
-        _validate(plan.path, request.path_params, kwargs, errors)
+        _validate(plan.path, scope.get("path_params") or {}, kwargs, errors)
     if plan.headers:
-        _validate(plan.headers, request.headers, kwargs, errors)
+        _validate(plan.headers, Headers(scope=scope), kwargs, errors)
     body: Any = None
     if plan.body is not None:
-        body = await _json_body(request, plan.body)
+        body = await _json_body(scope, receive, plan.body)
         if isinstance(body, _Validated):
             kwargs[typing.cast(str, plan.body_name)] = body.value
             body = None  # not parsed into a dict: a 422 for the path or headers carries none
@@ -312,9 +378,6 @@ async def _call(
                 errors += _located(exc, ("body",))
     if errors:
         raise RequestValidationError(errors, body=body)
-    if plan.is_async:
-        return await plan.call(**kwargs)
-    return await run_in_threadpool(plan.call, **kwargs)
 
 
 def _validate(
@@ -454,12 +517,16 @@ def _name(call: Any) -> str:
 # --- the body ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Validated:
-    value: Any
+    """A body as the model validated it (a plain class: made on every request)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
-async def _json_body(request: Request, model: _Body) -> Any:
+async def _json_body(scope: Scope, receive: Receive, model: _Body) -> Any:
     """The body as JSON (`_MISSING` if empty), or as `model` validated it (`_Validated`): a
     body whose Content-Type does not say JSON (or that has none) is a 415, one that is not
     valid JSON a 422, one that cannot be read a 400.
@@ -471,14 +538,10 @@ async def _json_body(request: Request, model: _Body) -> Any:
     a key twice included."""
     raw = b""
     try:
-        raw = await _read(request)
+        raw = await _read(receive)
         if not raw:
             return _MISSING
-        content_type = next(
-            (value for name, value in request.scope["headers"] if name == b"content-type"), b""
-        )
-        media_type = content_type.partition(b";")[0].strip().lower().decode("latin-1")
-        if not (media_type == "application/json" or media_type.endswith("+json")):
+        if not _says_json(scope["headers"]):
             raise HTTPException(status_of(UnsupportedMediaType), UnsupportedMediaType.detail)
         if model.keys is not None and _each_key_once(raw, model.keys):
             try:
@@ -497,9 +560,19 @@ async def _json_body(request: Request, model: _Body) -> Any:
         raise HTTPException(400, "There was an error parsing the body") from exc
 
 
-async def _read(request: Request) -> bytes:
+def _says_json(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether the (first) Content-Type is JSON: `application/json` or a `+json` type."""
+    for name, value in headers:
+        if name == b"content-type":
+            if value == b"application/json":
+                return True
+            media_type = value.partition(b";")[0].strip().lower().decode("latin-1")
+            return media_type == "application/json" or media_type.endswith("+json")
+    return False
+
+
+async def _read(receive: Receive) -> bytes:
     """The whole body, straight from ASGI `receive`: no stream generator per request."""
-    receive = request.receive
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -528,7 +601,12 @@ def _each_key_once(raw: bytes, keys: tuple[bytes, ...]) -> bool:
     """Whether each of the model's key names appears at most once in `raw`, and nothing is
     escaped (two spellings may be one name). Any other key is refused by the model (extra
     fields are forbidden), so then no object of a body it accepts has a key twice."""
-    return b"\\" not in raw and all(raw.count(key) < 2 for key in keys)
+    if b"\\" in raw:
+        return False
+    for key in keys:  # noqa: SIM110 - a loop, not all(...): no generator per request
+        if raw.count(key) > 1:
+            return False
+    return True
 
 
 def _json_keys(annotation: Any) -> tuple[bytes, ...] | None:
