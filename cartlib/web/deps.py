@@ -64,14 +64,12 @@ async def get_stores(request: Request) -> Stores:
 StoresDep = Annotated[Stores, Depends(get_stores)]
 
 
-def _verified(stores: Stores, token: str | None) -> Session:
+def _session_of(scope: Scope) -> Session:
+    token = BearerToken.read(scope)
     if token is None:
         raise Unauthorized("Missing bearer token")
+    stores: Stores = scope["app"].state.stores
     return stores.tokens.verify(token)
-
-
-def _session_of(scope: Scope) -> Session:
-    return _verified(_stores_of(scope), BearerToken.read(scope))
 
 
 @reads_scope(_session_of)
@@ -79,7 +77,9 @@ async def current_session(
     stores: StoresDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Session:
-    return _verified(stores, token)
+    if token is None:
+        raise Unauthorized("Missing bearer token")
+    return stores.tokens.verify(token)
 
 
 SessionDep = Annotated[Session, Depends(current_session)]

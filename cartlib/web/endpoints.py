@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cartlib.web.errors import UnsupportedMediaType, status_of
 
@@ -213,11 +213,21 @@ class _Handler:
         overrides = app.dependency_overrides
         try:
             if self.readers is not None and not overrides:
-                # Inline rather than in a function of its own: every coroutine between the
+                # Inline rather than in functions of their own: each call here cost more than
+                # a micro-benchmark shows (bench/README.md), and every coroutine between the
                 # server and the endpoint is resumed again at each wait for Redis.
                 plan = self.plan
-                kwargs = self._read_dependencies(scope, receive, send)
-                await _add_parameters(plan, kwargs, scope, receive)
+                kwargs: dict[str, Any] = {}
+                for name, reader in self.readers:
+                    value = reader(scope)
+                    if name is not None:
+                        kwargs[name] = value
+                if plan.request_names:
+                    request = Request(scope, receive, send)
+                    kwargs.update(dict.fromkeys(plan.request_names, request))
+                errors = _parameters(plan, kwargs, scope) if plan.path or plan.headers else []
+                body = None if plan.body is None else await _json_body(scope, receive, plan.body)
+                _take_body(plan, kwargs, errors, body)
                 response: Response = await plan.call(**kwargs)
             else:
                 request = Request(scope, receive, send)
@@ -244,19 +254,6 @@ class _Handler:
             await send({"type": "http.response.body", "body": response.body})
             return
         await response(scope, receive, send)
-
-    def _read_dependencies(self, scope: Scope, receive: Receive, send: Send) -> dict[str, Any]:
-        """The endpoint's dependencies read from the scope (`reads_scope`), and its request."""
-        kwargs: dict[str, Any] = {}
-        for name, reader in typing.cast(tuple[tuple[str | None, ScopeReader], ...], self.readers):
-            value = reader(scope)
-            if name is not None:
-                kwargs[name] = value
-        if self.plan.request_names:
-            request = Request(scope, receive, send)
-            for name in self.plan.request_names:
-                kwargs[name] = request
-        return kwargs
 
 
 class ServedFirst:
@@ -344,26 +341,31 @@ async def _call(
             cache[call] = value
         if dependency.name is not None:
             kwargs[dependency.name] = value
-    await _add_parameters(plan, kwargs, scope=request.scope, receive=request.receive)
+    errors = _parameters(plan, kwargs, request.scope)
+    body = (
+        None if plan.body is None else await _json_body(request.scope, request.receive, plan.body)
+    )
+    _take_body(plan, kwargs, errors, body)
     if plan.is_async:
         return await plan.call(**kwargs)
     return await run_in_threadpool(plan.call, **kwargs)
 
 
-async def _add_parameters(
-    plan: _Plan, kwargs: dict[str, Any], scope: Scope, receive: Receive
-) -> None:
-    """Add `plan`'s path and header parameters and body to `kwargs`, validated; or raise a
-    `RequestValidationError` with every problem found."""
+def _parameters(plan: _Plan, kwargs: dict[str, Any], scope: Scope) -> list[Any]:
+    """Add `plan`'s path and header parameters to `kwargs`, validated; the errors found."""
     errors: list[Any] = []
     if plan.path:
         _validate(plan.path, scope.get("path_params") or {}, kwargs, errors)
     if plan.headers:
         _validate(plan.headers, Headers(scope=scope), kwargs, errors)
-    body: Any = None
+    return errors
+
+
+def _take_body(plan: _Plan, kwargs: dict[str, Any], errors: list[Any], body: Any) -> None:
+    """Add the body (as `_json_body` gave it) to `kwargs`, validated; or raise a
+    `RequestValidationError` with it and every problem found."""
     if plan.body is not None:
-        body = await _json_body(scope, receive, plan.body)
-        if isinstance(body, _Validated):
+        if type(body) is _Validated:
             kwargs[typing.cast(str, plan.body_name)] = body.value
             body = None  # not parsed into a dict: a 422 for the path or headers carries none
         elif body is _MISSING:
@@ -538,7 +540,11 @@ async def _json_body(scope: Scope, receive: Receive, model: _Body) -> Any:
     a key twice included."""
     raw = b""
     try:
-        raw = await _read(receive)
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            raw = message.get("body", b"")  # the whole body in one message: the usual case
+        else:
+            raw = await _read(receive, message)
         if not raw:
             return _MISSING
         if not _says_json(scope["headers"]):
@@ -571,11 +577,11 @@ def _says_json(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return False
 
 
-async def _read(receive: Receive) -> bytes:
-    """The whole body, straight from ASGI `receive`: no stream generator per request."""
+async def _read(receive: Receive, message: Message) -> bytes:
+    """The whole body, from its first message on, straight from ASGI `receive`: no stream
+    generator per request."""
     chunks: list[bytes] = []
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
@@ -583,6 +589,7 @@ async def _read(receive: Receive) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message = await receive()
 
 
 def _json_invalid(loc: tuple[str | int, ...], reason: str, body: Any) -> RequestValidationError:
