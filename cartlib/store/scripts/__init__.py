@@ -7,7 +7,7 @@ what several wrappers share). `*_prelude.lua` files are fragments prepended at l
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any
@@ -51,8 +51,10 @@ class LuaScript:
         self._redis = redis
         self._script = redis.register_script(source(name, prelude))
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Any:
-        return await call(self._label, self._run(keys, args))
+    def __call__(self, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Awaitable[Any]:
+        # Not a coroutine of its own: each level between a request and redis-py is resumed
+        # again at every wait for Redis.
+        return call(self._label, self._run(keys, args))
 
     async def _run(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> Any:
         try:

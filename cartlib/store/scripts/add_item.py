@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from redis.asyncio import Redis
 
 from cartlib.store.scripts.cart_write import CartWrite, CartWriteScript, StockSource
@@ -11,7 +13,7 @@ class AddItem:
     def __init__(self, redis: Redis) -> None:
         self._script = CartWriteScript(redis, "add_item")
 
-    async def __call__(
+    def __call__(
         self,
         *,
         cart: str,
@@ -21,7 +23,5 @@ class AddItem:
         max_quantity: int,
         max_lines: int,
         ttl_ms: int,
-    ) -> CartWrite:
-        return await self._script.run(
-            cart, stock, [item_id, units, max_quantity, max_lines, ttl_ms]
-        )
+    ) -> Awaitable[CartWrite]:
+        return self._script.run(cart, stock, [item_id, units, max_quantity, max_lines, ttl_ms])

@@ -3,6 +3,8 @@ the cap on lines."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from redis.asyncio import Redis
 
 from cartlib.store.scripts.cart_write import CartWrite, CartWriteScript, StockSource
@@ -12,7 +14,7 @@ class SetItem:
     def __init__(self, redis: Redis) -> None:
         self._script = CartWriteScript(redis, "set_item")
 
-    async def __call__(
+    def __call__(
         self,
         *,
         cart: str,
@@ -21,5 +23,5 @@ class SetItem:
         quantity: int,
         max_lines: int,
         ttl_ms: int,
-    ) -> CartWrite:
-        return await self._script.run(cart, stock, [item_id, quantity, max_lines, ttl_ms])
+    ) -> Awaitable[CartWrite]:
+        return self._script.run(cart, stock, [item_id, quantity, max_lines, ttl_ms])
