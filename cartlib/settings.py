@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     redis_wait_timeout_ms: int = Field(default=500, ge=1, le=30_000)
 
     cart_token_secret: SecretStr
+    # Verified session tokens kept per process; more active sessions than this, used in turn,
+    # would each be decoded again on every request (docs/configuration.md).
+    cart_token_cache_size: int = Field(default=32_768, ge=0, le=1_000_000)
     admin_token: SecretStr | None = None
     cart_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     cart_max_quantity: int = Field(default=99, ge=1, le=1_000_000)

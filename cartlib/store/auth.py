@@ -42,9 +42,10 @@ class SessionTokens:
 
     * **secret** - the HMAC key shared by every service (`CART_TOKEN_SECRET`).
     * **ttl_seconds** - how long a minted token is valid.
+    * **cache_size** - how many verified tokens to keep (0: none).
     """
 
-    def __init__(self, secret: str, *, ttl_seconds: int, cache_size: int = 8192) -> None:
+    def __init__(self, secret: str, *, ttl_seconds: int, cache_size: int = 32_768) -> None:
         self._secret = secret
         self._ttl_seconds = ttl_seconds
         # Decoding a JWT (base64, JSON, HMAC) is a visible share of an add-to-cart request

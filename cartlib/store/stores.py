@@ -68,7 +68,9 @@ class Stores:
             settings=settings,
             redis=redis,
             tokens=SessionTokens(
-                settings.cart_token_secret.get_secret_value(), ttl_seconds=settings.cart_ttl_seconds
+                settings.cart_token_secret.get_secret_value(),
+                ttl_seconds=settings.cart_ttl_seconds,
+                cache_size=settings.cart_token_cache_size,
             ),
             carts=CartStore(
                 redis,

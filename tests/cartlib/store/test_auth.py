@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import jwt
 import orjson
 import pytest
 
+from cartlib.store import Stores
 from cartlib.store.auth import SessionTokens, check_admin_token
 from cartlib.store.errors import Forbidden, InvalidSession
+from tests.cartlib.conftest import make_settings
 
 SECRET = "s" * 64
 tokens = SessionTokens(SECRET, ttl_seconds=3600)
@@ -92,3 +95,32 @@ def test_a_verified_token_is_refused_once_it_expires(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(time, "time", lambda: issued.session.expires_at + 1)
     with pytest.raises(InvalidSession):
         tokens.verify(issued.token)
+
+
+def test_the_cache_holds_as_many_sessions_used_in_turn_as_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sessions used one after another, round after round (the worst order for an LRU cache):
+    every token is decoded once when they fit the cache, and on every use when they do not."""
+    settings = make_settings("redis://127.0.0.1:1/0", cart_token_cache_size=50)
+    fits = Stores.from_settings(settings).tokens
+    tokens = [fits.mint().token for _ in range(50)]
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    for _ in range(3):
+        for token in tokens:
+            fits.verify(token)
+    assert len(decoded) == 50
+    decoded.clear()
+    secret = settings.cart_token_secret.get_secret_value()
+    too_small = SessionTokens(secret, ttl_seconds=3600, cache_size=49)
+    for _ in range(3):
+        for token in tokens:
+            too_small.verify(token)
+    assert len(decoded) == 150
