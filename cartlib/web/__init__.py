@@ -16,7 +16,7 @@ from cartlib.web.deps import (
     get_stores,
     require_admin,
 )
-from cartlib.web.endpoints import Endpoints
+from cartlib.web.endpoints import Endpoints, reads_scope
 from cartlib.web.errors import (
     STATUS,
     PayloadTooLarge,
@@ -100,6 +100,7 @@ __all__ = [
     "error_responses",
     "get_stores",
     "line_change_json",
+    "reads_scope",
     "request_id_var",
     "require_admin",
     "run",
