@@ -18,8 +18,8 @@ not use the route gets 401 or 403 whatever it sends. Every dependency is looked 
 A dependency marked with `reads_scope(reader)` is, while `app.dependency_overrides` is
 empty, not solved but read: `reader(scope)`, a plain function that gives what the dependency
 and its own dependencies would. An endpoint whose every dependency is read that way is called
-without the solver and without a `Request` (bench/README.md: the solver cost add-to-cart about
-a tenth of its CPU); any override puts every route back on the solver.
+without the solver and without a `Request` (what that saves: bench/README.md); any override
+puts every route back on the solver.
 
 `create_app` serves the routes that lead its table from the top of the stack (`ServedFirst`);
 a handler answers its own errors with `app.exception_handlers`, so it answers alike there and
