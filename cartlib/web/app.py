@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
@@ -57,6 +57,10 @@ async def _retry_startup_hook(hook: StartupHook, stores: Stores) -> None:
             continue
         logger.info("startup hook %s done: Redis answers", hook.__name__)
         return
+
+
+# The cyclic GC's thresholds while a service runs (gen0 allocations, gen1 and gen2 collections).
+GC_THRESHOLDS: Final = (10_000, 20, 20)
 
 
 def create_app(
@@ -103,9 +107,16 @@ def create_app(
         # move it where the cyclic GC never scans it again: its full collections paused every
         # request in flight (bench/README.md has the measurement).
         gc.freeze()
+        # A young collection after 10,000 new objects rather than 700: with 700 it ran while
+        # requests were in flight and promoted their objects to the old generations, whose
+        # collections then ran more than once a second, each scanning everything made since
+        # startup (the session-token cache among it) (bench/README.md).
+        thresholds = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield
         finally:
+            gc.set_threshold(*thresholds)
             for running in tasks:
                 running.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

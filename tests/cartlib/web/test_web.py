@@ -8,7 +8,7 @@ from typing import Annotated
 import pytest
 from fastapi import Path
 
-from cartlib.web.app import create_app
+from cartlib.web.app import GC_THRESHOLDS, create_app
 from cartlib.web.endpoints import Endpoints
 from cartlib.web.responses import JSONBytes
 from tests.cartlib.conftest import make_settings
@@ -22,7 +22,10 @@ async def test_startup_moves_long_lived_objects_out_of_the_collectors_reach(
     async with app.router.lifespan_context(app):
         # The app, its routes and schemas are frozen: full collections no longer walk them.
         assert gc.get_freeze_count() > 10_000
+        # Young collections rarely enough that a request's objects die before one.
+        assert gc.get_threshold() == GC_THRESHOLDS
     gc.unfreeze()
+    assert gc.get_threshold() != GC_THRESHOLDS  # the process's own, given back
 
 
 def test_the_routers_routes_join_the_application_route_table(redis_url: str) -> None:
